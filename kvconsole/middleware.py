@@ -1,0 +1,24 @@
+"""Request plumbing shared by every face served over HTTP."""
+
+import uuid
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+
+from vaults.activity import request_context
+from vaults.models import Face
+
+
+def activity_context(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[..., HttpResponse]:
+    """Tell the activity log which face a request came through, from where, and its id."""
+
+    def middleware(request: HttpRequest) -> HttpResponse:
+        correlation_id = request.headers.get("x-ms-client-request-id") or str(uuid.uuid4())
+        with request_context(
+            face=Face.CONSOLE,
+            client_ip=request.META.get("REMOTE_ADDR"),
+            correlation_id=correlation_id,
+        ):
+            return get_response(request)
+
+    return middleware

@@ -1,0 +1,174 @@
+"""Settings for kvconsole; every deployment-specific value comes from the environment."""
+
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("KVCONSOLE_VAR_DIR", BASE_DIR / "var"))
+
+
+def _development_secret(filename: str, make: Callable[[], str]) -> Path:
+    """Create a secret file under var/ on first use (mode 0600), like Django's startproject key."""
+    path = VAR_DIR / filename
+    if not path.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(make())
+    return path
+
+
+DEBUG = os.environ.get("KVCONSOLE_DEBUG", "1") == "1"
+
+SECRET_KEY = os.environ.get("KVCONSOLE_SECRET_KEY") or (
+    _development_secret("secret-key", lambda: secrets.token_urlsafe(50)).read_text().strip()
+)
+
+ALLOWED_HOSTS = os.environ.get(
+    "KVCONSOLE_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],.localhost"
+).split(",")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "guardian",
+    "accounts",
+    "vaults",
+    "keys",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django.middleware.csp.ContentSecurityPolicyMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "kvconsole.middleware.activity_context",
+]
+
+ROOT_URLCONF = "kvconsole.urls"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.csp",
+                "kvconsole.context_processors.deployment",
+            ],
+        },
+    },
+]
+
+WSGI_APPLICATION = "kvconsole.wsgi.application"
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("KVCONSOLE_SQLITE_PATH", VAR_DIR / "kvconsole.sqlite3"),
+        "OPTIONS": {
+            # IMMEDIATE takes the write lock at BEGIN, so two writers never deadlock on a
+            # lock upgrade; WAL lets readers run beside the one writer. NORMAL sync in WAL
+            # mode never corrupts the database and spares an fsync per commit.
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 20,
+            "init_command": (
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+            ),
+        },
+        "TEST": {"NAME": os.environ.get("KVCONSOLE_TEST_SQLITE_PATH")},
+    }
+}
+
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "accounts.backends.PrincipalBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+GUARDIAN_USER_OBJ_PERMS_MODEL = "guardian.UserObjectPermission"
+GUARDIAN_GROUP_OBJ_PERMS_MODEL = "guardian.GroupObjectPermission"
+ANONYMOUS_USER_NAME = None
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LOGIN_URL = "/admin/login/"
+LOGIN_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_HTTPONLY = False
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CSP = {
+    "default-src": ["'self'"],
+    "frame-ancestors": ["'none'"],
+    "form-action": ["'self'"],
+    "base-uri": ["'self'"],
+    "object-src": ["'none'"],
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+}
+
+# --- kvconsole -------------------------------------------------------------------------
+
+KVCONSOLE_DEPLOYMENT_NAME = os.environ.get("KVCONSOLE_DEPLOYMENT_NAME", "kvconsole (development)")
+# Shown in resource ids; one deployment is one Azure-style subscription.
+KVCONSOLE_SUBSCRIPTION_ID = os.environ.get(
+    "KVCONSOLE_SUBSCRIPTION_ID", "00000000-0000-0000-0000-000000000000"
+)
+KVCONSOLE_VAULT_HOST_SUFFIX = os.environ.get("KVCONSOLE_VAULT_HOST_SUFFIX", "vault.localhost")
+KVCONSOLE_VAULT_PORT = int(os.environ.get("KVCONSOLE_VAULT_PORT", "8443"))
+
+KVCONSOLE_MASTER_KEY_FILE = Path(
+    os.environ.get("KVCONSOLE_MASTER_KEY_FILE") or VAR_DIR / "master-keys.json"
+)
+KVCONSOLE_BACKUP_KEY_FILE = Path(
+    os.environ.get("KVCONSOLE_BACKUP_KEY_FILE") or VAR_DIR / "backup-key.json"
+)
+# Only a development deployment may create its own key files on first use; production
+# must be given them, or a lost file would silently orphan every stored key.
+KVCONSOLE_GENERATE_KEY_FILES = (
+    os.environ.get("KVCONSOLE_GENERATE_KEY_FILES", "1" if DEBUG else "0") == "1"
+)
+
+KVCONSOLE_KEY_CACHE_SIZE = int(os.environ.get("KVCONSOLE_KEY_CACHE_SIZE", "1024"))
+KVCONSOLE_MAX_BACKUP_VERSIONS = 500

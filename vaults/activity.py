@@ -1,0 +1,263 @@
+"""The activity log: one chained, append-only entry per operation, success or failure.
+
+Services are decorated with `@operation(...)`. The decorator writes the entry, so no face
+and no service body writes it by hand:
+
+* A service that changes state does its writes inside `with activity.atomic():`; the success
+  entry is written inside that same transaction, so the change and its record commit together.
+  Slow work (key generation, authorization reads) happens before the block, outside the
+  write lock.
+* A service that only reads or uses a key gets its success entry in a short transaction of
+  its own after the work is done.
+* A failure is recorded after the service's transaction has rolled back, so the record of a
+  refused or failed call survives.
+
+Faces say who is calling and from where with `request_context(...)`; services never see it.
+"""
+
+import functools
+import hashlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from django.db import connection, transaction
+from django.utils import timezone
+
+from accounts.models import User
+from kvconsole.errors import ServiceError
+
+from .models import ActivityEntry, Face, Operation, Result
+
+GENESIS_HASH = "0" * 64
+# Serializes appends on PostgreSQL; SQLite's BEGIN IMMEDIATE already admits one writer.
+_CHAIN_LOCK_ID = 0x6B76636F6E736F6C
+
+
+@dataclass(frozen=True)
+class RequestContext:
+    face: str = Face.SYSTEM
+    client_ip: str | None = None
+    correlation_id: str = ""
+
+
+@dataclass
+class _Pending:
+    operation: str
+    actor: User
+    started: float
+    resource_group: str = ""
+    vault_name: str = ""
+    target: str = ""
+    status_code: int = 200
+    recorded: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Describable(Protocol):
+    @property
+    def activity_scope(self) -> tuple[str, str, str]:
+        """(resource group name, vault name, target path) of this object."""
+        ...
+
+
+_request_context: ContextVar[RequestContext] = ContextVar(
+    "activity_request_context", default=RequestContext()
+)
+_pending: ContextVar[_Pending | None] = ContextVar("activity_pending", default=None)
+
+
+@contextmanager
+def request_context(
+    *, face: str, client_ip: str | None = None, correlation_id: str = ""
+) -> Iterator[None]:
+    """Within this block, operations are recorded with this face, client IP and correlation id."""
+    token = _request_context.set(RequestContext(face, client_ip, correlation_id[:64]))
+    try:
+        yield
+    finally:
+        _request_context.reset(token)
+
+
+def describe(
+    obj: Describable | None = None,
+    *,
+    resource_group: str | None = None,
+    vault: str | None = None,
+    target: str | None = None,
+    status_code: int | None = None,
+) -> None:
+    """Name what the running operation acts on (called as soon as the service knows it)."""
+    pending = _pending.get()
+    if pending is None:
+        raise RuntimeError("describe() called outside an operation")
+    if obj is not None:
+        pending.resource_group, pending.vault_name, pending.target = obj.activity_scope
+    if resource_group is not None:
+        pending.resource_group = resource_group
+    if vault is not None:
+        pending.vault_name = vault
+    if target is not None:
+        pending.target = target
+    if status_code is not None:
+        pending.status_code = status_code
+
+
+@contextmanager
+def atomic() -> Iterator[None]:
+    """A transaction whose commit includes the running operation's success entry."""
+    pending = _pending.get()
+    if pending is None:
+        raise RuntimeError("activity.atomic() used outside an operation")
+    with transaction.atomic():
+        yield
+        _append(pending, Result.SUCCESS, pending.status_code, "")
+        pending.recorded = True
+
+
+def operation[F: Callable[..., Any]](name: Operation) -> Callable[[F], F]:
+    """Decorate a service so that each call is recorded once, whatever its outcome."""
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def run(*, actor: User, **kwargs: Any) -> Any:
+            pending = _Pending(operation=name, actor=actor, started=time.perf_counter())
+            token = _pending.set(pending)
+            try:
+                value = function(actor=actor, **kwargs)
+                if not pending.recorded:
+                    _append(pending, Result.SUCCESS, pending.status_code, "")
+                return value
+            except ServiceError as error:
+                if not pending.recorded:
+                    _append(pending, error.result, error.status, error.message)
+                raise
+            except Exception:
+                if not pending.recorded:
+                    _append(pending, Result.FAILURE, 500, "Internal error")
+                raise
+            finally:
+                _pending.reset(token)
+
+        return run  # type: ignore[return-value]
+
+    return decorate
+
+
+def _append(pending: _Pending, result: str, status_code: int, message: str) -> None:
+    context = _request_context.get()
+    actor = pending.actor
+    entry = ActivityEntry(
+        time=timezone.now(),
+        actor_oid=actor.oid,
+        actor_name=actor.username,
+        actor_display=actor.display_name,
+        actor_kind=actor.kind,
+        operation=pending.operation,
+        resource_group=pending.resource_group,
+        vault_name=pending.vault_name,
+        target=pending.target[:400],
+        result=result,
+        status_code=status_code,
+        message=message[:500],
+        duration_ms=round((time.perf_counter() - pending.started) * 1000, 3),
+        face=context.face,
+        client_ip=context.client_ip,
+        correlation_id=context.correlation_id,
+    )
+    # No savepoint: inside a caller's transaction this adds no statements, so a recorded
+    # key operation stays within its query budget.
+    with transaction.atomic(savepoint=False):
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_ID])
+        last = ActivityEntry.objects.order_by("-seq").values_list("seq", "hash").first()
+        entry.seq, entry.prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
+        entry.hash = entry_hash(entry)
+        entry.save(force_insert=True)
+
+
+def entry_hash(entry: ActivityEntry) -> str:
+    """SHA-256 over the previous entry's hash and every field of this one."""
+    fields = [
+        entry.seq,
+        entry.time.isoformat(),
+        str(entry.actor_oid) if entry.actor_oid else "",
+        entry.actor_name,
+        entry.actor_display,
+        entry.actor_kind,
+        entry.operation,
+        entry.resource_group,
+        entry.vault_name,
+        entry.target,
+        entry.result,
+        entry.status_code,
+        entry.message,
+        entry.duration_ms,
+        entry.face,
+        entry.client_ip or "",
+        entry.correlation_id,
+        entry.prev_hash,
+    ]
+    canonical = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    ok: bool
+    checked: int
+    head_seq: int
+    head_hash: str
+    first_bad_seq: int | None = None
+    problem: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "head": {"seq": self.head_seq, "hash": self.head_hash},
+            "firstBadSeq": self.first_bad_seq,
+            "problem": self.problem,
+        }
+
+
+def verify_chain(*, anchor: tuple[int, str] | None = None, chunk_size: int = 5000) -> ChainReport:
+    """Walk the whole log and report the first modified, inserted or deleted entry.
+
+    A chain alone cannot show that entries were cut off its end, so an `anchor` (a head
+    seq and hash recorded earlier, outside the database) can be checked as well.
+    """
+    expected_seq, previous_hash, before_previous_hash = 1, GENESIS_HASH, ""
+    checked = 0
+    anchor_seen = anchor is None
+
+    def report(seq: int, problem: str) -> ChainReport:
+        return ChainReport(False, checked, expected_seq - 1, previous_hash, seq, problem)
+
+    for entry in ActivityEntry.objects.order_by("seq").iterator(chunk_size=chunk_size):
+        if entry.seq != expected_seq:
+            return report(expected_seq, f"entry {expected_seq} was deleted")
+        own_hash_valid = entry_hash(entry) == entry.hash
+        if entry.prev_hash != previous_hash:
+            if entry.prev_hash == before_previous_hash:
+                return report(entry.seq - 1, f"entry {entry.seq - 1} was inserted")
+            if own_hash_valid:
+                return report(entry.seq - 1, f"entry {entry.seq - 1} was modified")
+        if not own_hash_valid:
+            return report(entry.seq, f"entry {entry.seq} was modified")
+        if anchor is not None and entry.seq == anchor[0]:
+            if entry.hash != anchor[1]:
+                return report(entry.seq, f"entry {entry.seq} does not match the anchor")
+            anchor_seen = True
+        before_previous_hash, previous_hash = previous_hash, entry.hash
+        expected_seq += 1
+        checked += 1
+    if not anchor_seen:
+        assert anchor is not None
+        return report(anchor[0], f"entries up to the anchor {anchor[0]} were deleted")
+    return ChainReport(True, checked, expected_seq - 1, previous_hash)

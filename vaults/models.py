@@ -1,0 +1,266 @@
+"""Resource groups, vaults and the activity log."""
+
+import re
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Lower
+from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
+
+# Azure's naming rules. Vault names become DNS labels, so they are lower-case here and
+# compared case-insensitively by lower-casing input before lookups.
+RESOURCE_GROUP_NAME = re.compile(r"^[-\w.()]{1,90}(?<!\.)$")
+VAULT_NAME = re.compile(r"^(?!.*--)[a-z][a-z0-9-]{1,22}[a-z0-9]$")
+LOCATION_NAME = re.compile(r"^[a-z0-9]{1,64}$")
+MAX_TAGS = 15
+MAX_TAG_LENGTH = 256
+
+
+class ResourceGroup(models.Model):
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=90)
+    location = models.CharField(max_length=64)
+    tags = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(Lower("name"), name="resource_group_name_unique_ci"),
+            models.CheckConstraint(
+                condition=models.Q(name__regex=RESOURCE_GROUP_NAME.pattern),
+                name="resource_group_name_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def resource_id(self) -> str:
+        return f"/subscriptions/{settings.KVCONSOLE_SUBSCRIPTION_ID}/resourceGroups/{self.name}"
+
+    @property
+    def activity_scope(self) -> tuple[str, str, str]:
+        return self.name, "", f"resourceGroups/{self.name}"
+
+    def permission_chain(self) -> list[models.Model]:
+        return [self]
+
+
+class Vault(models.Model):
+    class Sku(models.TextChoices):
+        STANDARD = "standard", "Standard"
+        PREMIUM = "premium", "Premium"
+
+    class PermissionModel(models.TextChoices):
+        RBAC = "rbac", "Azure role-based access control"
+        ACCESS_POLICY = "access_policy", "Vault access policy"
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=24, unique=True)
+    resource_group = models.ForeignKey(
+        ResourceGroup, on_delete=models.PROTECT, related_name="vaults"
+    )
+    location = models.CharField(max_length=64)
+    sku = models.CharField(max_length=16, choices=Sku.choices, default=Sku.STANDARD)
+    soft_delete_retention_days = models.PositiveSmallIntegerField(default=90)
+    purge_protection = models.BooleanField(default=False)
+    permission_model = models.CharField(
+        max_length=16, choices=PermissionModel.choices, default=PermissionModel.RBAC
+    )
+    tags = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+    scheduled_purge_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(name__regex=VAULT_NAME.pattern), name="vault_name_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(soft_delete_retention_days__range=(7, 90)),
+                name="vault_retention_7_to_90_days",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(sku__in=["standard", "premium"]), name="vault_sku_valid"
+            ),
+            models.CheckConstraint(
+                condition=models.Q(permission_model__in=["rbac", "access_policy"]),
+                name="vault_permission_model_valid",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(deleted_at__isnull=True)
+                | models.Q(scheduled_purge_at__isnull=False),
+                name="vault_deleted_has_purge_date",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def uri(self) -> str:
+        """The vault endpoint's base URL, as Azure's `vaultUri` (with a trailing slash)."""
+        port = settings.KVCONSOLE_VAULT_PORT
+        suffix = settings.KVCONSOLE_VAULT_HOST_SUFFIX
+        return f"https://{self.name}.{suffix}{'' if port == 443 else f':{port}'}/"
+
+    @property
+    def resource_id(self) -> str:
+        return f"{self.resource_group.resource_id}/providers/Microsoft.KeyVault/vaults/{self.name}"
+
+    @property
+    def activity_scope(self) -> tuple[str, str, str]:
+        return self.resource_group.name, self.name, f"vaults/{self.name}"
+
+    @property
+    def is_deleted(self) -> bool:
+        return self.deleted_at is not None
+
+    @property
+    def recovery_level(self) -> str:
+        """Azure's recoveryLevel: soft delete is always on; purge protection drops '+Purgeable'."""
+        level = "Recoverable" if self.soft_delete_retention_days == 90 else "CustomizedRecoverable"
+        return level if self.purge_protection else f"{level}+Purgeable"
+
+    def permission_chain(self) -> list[models.Model]:
+        return [self, self.resource_group]
+
+
+class ResourceGroupUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(ResourceGroup, on_delete=models.CASCADE)
+
+
+class ResourceGroupGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(ResourceGroup, on_delete=models.CASCADE)
+
+
+class VaultUserObjectPermission(UserObjectPermissionBase):
+    content_object = models.ForeignKey(Vault, on_delete=models.CASCADE)
+
+
+class VaultGroupObjectPermission(GroupObjectPermissionBase):
+    content_object = models.ForeignKey(Vault, on_delete=models.CASCADE)
+
+
+class Operation(models.TextChoices):
+    """Operation names, as Azure's AuditEvent operationName where Azure has one."""
+
+    RESOURCE_GROUP_PUT = "ResourceGroupPut"
+    RESOURCE_GROUP_PATCH = "ResourceGroupPatch"
+    RESOURCE_GROUP_GET = "ResourceGroupGet"
+    RESOURCE_GROUP_LIST = "ResourceGroupList"
+    RESOURCE_GROUP_DELETE = "ResourceGroupDelete"
+    VAULT_PUT = "VaultPut"
+    VAULT_PATCH = "VaultPatch"
+    VAULT_GET = "VaultGet"
+    VAULT_LIST = "VaultList"
+    VAULT_DELETE = "VaultDelete"
+    VAULT_LIST_DELETED = "VaultListDeleted"
+    VAULT_RECOVER = "VaultRecover"
+    VAULT_PURGE = "VaultPurge"
+    KEY_CREATE = "KeyCreate"
+    KEY_IMPORT = "KeyImport"
+    KEY_GET = "KeyGet"
+    KEY_LIST = "KeyList"
+    KEY_LIST_VERSIONS = "KeyListVersions"
+    KEY_UPDATE = "KeyUpdate"
+    KEY_ROTATE = "KeyRotate"
+    KEY_REVERT = "KeyRevert"
+    KEY_DELETE = "KeyDelete"
+    KEY_GET_DELETED = "KeyGetDeleted"
+    KEY_LIST_DELETED = "KeyListDeleted"
+    KEY_RECOVER = "KeyRecover"
+    KEY_PURGE = "KeyPurge"
+    KEY_BACKUP = "KeyBackup"
+    KEY_RESTORE = "KeyRestore"
+    KEY_ENCRYPT = "KeyEncrypt"
+    KEY_DECRYPT = "KeyDecrypt"
+    KEY_SIGN = "KeySign"
+    KEY_VERIFY = "KeyVerify"
+    KEY_WRAP = "KeyWrap"
+    KEY_UNWRAP = "KeyUnwrap"
+    MASTER_KEY_ROTATE = "MasterKeyRotate"
+
+
+class Face(models.TextChoices):
+    CONSOLE = "console", "Console"
+    API = "api", "Vault endpoint"
+    CLI = "cli", "CLI"
+    SYSTEM = "system", "In-process"
+
+
+class Result(models.TextChoices):
+    SUCCESS = "Success"
+    BAD_PARAMETER = "BadParameter"
+    NOT_FOUND = "NotFound"
+    FORBIDDEN = "Forbidden"
+    CONFLICT = "Conflict"
+    FAILURE = "Failure"
+
+
+class ActivityQuerySet(models.QuerySet["ActivityEntry"]):
+    """The log is append-only: bulk changes are refused at the ORM level."""
+
+    def update(self, **kwargs: Any) -> int:
+        raise PermissionError("Activity entries are append-only.")
+
+    def delete(self) -> tuple[int, dict[str, int]]:
+        raise PermissionError("Activity entries are append-only.")
+
+
+class ActivityEntry(models.Model):
+    # A dense sequence (not an auto-increment id): the chain links seq n to seq n-1, so a
+    # gap is a deleted entry.
+    seq = models.BigIntegerField(primary_key=True)
+    time = models.DateTimeField()
+    actor_oid = models.UUIDField(null=True, blank=True)
+    actor_name = models.CharField(max_length=150)
+    actor_display = models.CharField(max_length=150, blank=True)
+    actor_kind = models.CharField(max_length=16)
+    operation = models.CharField(max_length=40, choices=Operation.choices)
+    resource_group = models.CharField(max_length=90, blank=True)
+    vault_name = models.CharField(max_length=24, blank=True)
+    target = models.CharField(max_length=400, blank=True)
+    result = models.CharField(max_length=16, choices=Result.choices)
+    status_code = models.PositiveSmallIntegerField()
+    message = models.CharField(max_length=500, blank=True)
+    duration_ms = models.FloatField()
+    face = models.CharField(max_length=8, choices=Face.choices)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    correlation_id = models.CharField(max_length=64, blank=True)
+    prev_hash = models.CharField(max_length=64)
+    hash = models.CharField(max_length=64)
+
+    objects = ActivityQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-seq"]
+        verbose_name_plural = "activity entries"
+        indexes = [
+            models.Index(fields=["time"], name="activity_time"),
+            models.Index(fields=["vault_name", "-seq"], name="activity_vault_seq"),
+            models.Index(fields=["operation", "-seq"], name="activity_operation_seq"),
+            models.Index(fields=["result", "-seq"], name="activity_result_seq"),
+            models.Index(fields=["face", "-seq"], name="activity_face_seq"),
+            models.Index(fields=["actor_name", "-seq"], name="activity_actor_seq"),
+            models.Index(fields=["target"], name="activity_target"),
+        ]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.operation} {self.result}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise PermissionError("Activity entries are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
+        raise PermissionError("Activity entries are append-only.")

@@ -1,0 +1,50 @@
+"""Reads of resource groups, vaults and the activity log, filtered by what the actor may see."""
+
+from datetime import datetime
+
+from django.db.models import QuerySet
+
+from accounts.models import User
+
+from .models import ActivityEntry, ResourceGroup, Vault
+from .permissions import is_deployment_principal, visible
+
+
+def resource_group_list(*, actor: User) -> QuerySet[ResourceGroup]:
+    return visible(actor, ResourceGroup.objects.all())
+
+
+def vault_list(
+    *, actor: User, resource_group: str | None = None, deleted: bool = False
+) -> QuerySet[Vault]:
+    vaults = Vault.objects.select_related("resource_group").filter(deleted_at__isnull=not deleted)
+    if resource_group:
+        vaults = vaults.filter(resource_group__name__iexact=resource_group)
+    return visible(actor, vaults)
+
+
+def activity_list(
+    *,
+    actor: User,
+    vault: str | None = None,
+    operation: str | None = None,
+    result: str | None = None,
+    face: str | None = None,
+    actor_name: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> QuerySet[ActivityEntry]:
+    """Activity entries, newest first; only deployment principals read the whole log."""
+    entries = ActivityEntry.objects.order_by("-seq")
+    if not is_deployment_principal(actor):
+        return entries.none()
+    filters = {
+        "vault_name": vault.lower() if vault else None,
+        "operation": operation,
+        "result": result,
+        "face": face,
+        "actor_name": actor_name,
+        "time__gte": since,
+        "time__lt": until,
+    }
+    return entries.filter(**{name: value for name, value in filters.items() if value})

@@ -1,0 +1,275 @@
+"""Every change to resource groups and vaults, authorized and recorded."""
+
+from datetime import timedelta
+from typing import Any
+
+from django.db import IntegrityError
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from accounts.models import User
+from kvconsole.errors import BadParameter, Conflict, Forbidden, NotFound
+
+from . import activity, selectors
+from .activity import operation
+from .models import Operation, ResourceGroup, Vault
+from .permissions import DEPLOYMENT, Action, authorize
+from .validation import clean_location, clean_resource_group_name, clean_tags, clean_vault_name
+
+MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 7, 90
+
+
+def _resource_group(name: str) -> ResourceGroup:
+    activity.describe(resource_group=name, target=f"resourceGroups/{name}")
+    try:
+        group = ResourceGroup.objects.get(name__iexact=name)
+    except ResourceGroup.DoesNotExist:
+        raise NotFound(
+            f"Resource group '{name}' could not be found.", code="ResourceGroupNotFound"
+        ) from None
+    activity.describe(group)
+    return group
+
+
+def vault_lookup(name: str, *, deleted: bool = False) -> Vault:
+    """A live (or soft-deleted) vault by name; NotFound names the vault as Azure does."""
+    activity.describe(vault=name.lower(), target=f"vaults/{name.lower()}")
+    try:
+        vault = Vault.objects.select_related("resource_group").get(
+            name=name.lower(), deleted_at__isnull=not deleted
+        )
+    except Vault.DoesNotExist:
+        if deleted:
+            message = f"Deleted vault '{name}' was not found."
+            raise NotFound(message, code="DeletedVaultNotFound") from None
+        raise NotFound(f"Vault '{name}' was not found.", code="VaultNotFound") from None
+    activity.describe(vault)
+    return vault
+
+
+def _retention(days: int) -> int:
+    if not isinstance(days, int) or not MIN_RETENTION_DAYS <= days <= MAX_RETENTION_DAYS:
+        raise BadParameter(
+            f"softDeleteRetentionInDays must be between {MIN_RETENTION_DAYS} and "
+            f"{MAX_RETENTION_DAYS}; {days} was given."
+        )
+    return days
+
+
+def _choice(value: str, choices: type[Any], field: str) -> str:
+    if value not in choices.values:
+        raise BadParameter(f"{field} must be one of {', '.join(choices.values)}; got '{value}'.")
+    return value
+
+
+@operation(Operation.RESOURCE_GROUP_PUT)
+def resource_group_create(
+    *, actor: User, name: str, location: str, tags: dict[str, str] | None = None
+) -> ResourceGroup:
+    """Create a resource group; its name is unique in the deployment, ignoring case."""
+    activity.describe(resource_group=name, target=f"resourceGroups/{name}")
+    authorize(actor, Action.RESOURCE_GROUP_WRITE, DEPLOYMENT)
+    group = ResourceGroup(
+        name=clean_resource_group_name(name), location=clean_location(location), tags=clean_tags(tags)
+    )
+    if ResourceGroup.objects.filter(name__iexact=name).exists():
+        raise Conflict(f"Resource group '{name}' already exists.", code="ResourceGroupExists")
+    try:
+        with activity.atomic():
+            group.save()
+    except IntegrityError:
+        raise Conflict(f"Resource group '{name}' already exists.", code="ResourceGroupExists") from None
+    return group
+
+
+@operation(Operation.RESOURCE_GROUP_PATCH)
+def resource_group_update(*, actor: User, name: str, tags: dict[str, str]) -> ResourceGroup:
+    """Replace a resource group's tags."""
+    group = _resource_group(name)
+    authorize(actor, Action.RESOURCE_GROUP_WRITE, group)
+    group.tags = clean_tags(tags)
+    with activity.atomic():
+        group.save(update_fields=["tags", "updated_at"])
+    return group
+
+
+@operation(Operation.RESOURCE_GROUP_GET)
+def resource_group_get(*, actor: User, name: str) -> ResourceGroup:
+    group = _resource_group(name)
+    authorize(actor, Action.RESOURCE_GROUP_READ, group)
+    return group
+
+
+@operation(Operation.RESOURCE_GROUP_LIST)
+def resource_group_list(*, actor: User) -> QuerySet[ResourceGroup]:
+    return selectors.resource_group_list(actor=actor)
+
+
+@operation(Operation.RESOURCE_GROUP_DELETE)
+def resource_group_delete(*, actor: User, name: str) -> None:
+    """Delete an empty resource group; vaults, even soft-deleted ones, keep it alive."""
+    group = _resource_group(name)
+    authorize(actor, Action.RESOURCE_GROUP_DELETE, group)
+    vault_count = group.vaults.count()
+    if vault_count:
+        raise Conflict(
+            f"Resource group '{group.name}' still holds {vault_count} vault(s), counting "
+            "soft-deleted ones; delete and purge them first.",
+            code="ResourceGroupNotEmpty",
+        )
+    with activity.atomic():
+        group.delete()
+
+
+@operation(Operation.VAULT_PUT)
+def vault_create(
+    *,
+    actor: User,
+    name: str,
+    resource_group: str,
+    location: str | None = None,
+    sku: str = Vault.Sku.STANDARD,
+    retention_days: int = MAX_RETENTION_DAYS,
+    purge_protection: bool = False,
+    permission_model: str = Vault.PermissionModel.RBAC,
+    tags: dict[str, str] | None = None,
+) -> Vault:
+    """Create a vault; its name is unique across the deployment, soft-deleted vaults included."""
+    activity.describe(vault=name.lower(), target=f"vaults/{name.lower()}")
+    group = _resource_group(resource_group)
+    authorize(actor, Action.VAULT_WRITE, group)
+    vault = Vault(
+        name=clean_vault_name(name),
+        resource_group=group,
+        location=clean_location(location or group.location),
+        sku=_choice(sku, Vault.Sku, "sku"),
+        soft_delete_retention_days=_retention(retention_days),
+        purge_protection=bool(purge_protection),
+        permission_model=_choice(permission_model, Vault.PermissionModel, "permissionModel"),
+        tags=clean_tags(tags),
+    )
+    activity.describe(vault)
+    existing = Vault.objects.filter(name=vault.name).first()
+    if existing is not None:
+        raise _vault_name_taken(existing)
+    try:
+        with activity.atomic():
+            vault.save()
+    except IntegrityError:
+        raise _vault_name_taken(Vault.objects.get(name=vault.name)) from None
+    return vault
+
+
+def _vault_name_taken(existing: Vault) -> Conflict:
+    if existing.is_deleted:
+        return Conflict(
+            f"Vault name '{existing.name}' is held by a soft-deleted vault; recover or purge it "
+            "before reusing the name.",
+            code="ConflictError",
+            inner_code="ObjectIsDeletedButRecoverable",
+        )
+    return Conflict(f"Vault name '{existing.name}' is already in use.", code="VaultAlreadyExists")
+
+
+@operation(Operation.VAULT_PATCH)
+def vault_update(
+    *,
+    actor: User,
+    name: str,
+    tags: dict[str, str] | None = None,
+    sku: str | None = None,
+    purge_protection: bool | None = None,
+    permission_model: str | None = None,
+    retention_days: int | None = None,
+) -> Vault:
+    """Change a vault's mutable properties; retention is fixed and purge protection one-way."""
+    vault = vault_lookup(name)
+    authorize(actor, Action.VAULT_WRITE, vault)
+    if retention_days is not None and retention_days != vault.soft_delete_retention_days:
+        raise BadParameter(
+            "softDeleteRetentionInDays is fixed when the vault is created and cannot be changed."
+        )
+    if purge_protection is False and vault.purge_protection:
+        raise BadParameter("Purge protection cannot be turned off once it is enabled.")
+    if tags is not None:
+        vault.tags = clean_tags(tags)
+    if sku is not None:
+        vault.sku = _choice(sku, Vault.Sku, "sku")
+    if purge_protection:
+        vault.purge_protection = True
+    if permission_model is not None:
+        vault.permission_model = _choice(
+            permission_model, Vault.PermissionModel, "permissionModel"
+        )
+    with activity.atomic():
+        vault.save()
+    return vault
+
+
+@operation(Operation.VAULT_GET)
+def vault_get(*, actor: User, name: str) -> Vault:
+    vault = vault_lookup(name)
+    authorize(actor, Action.VAULT_READ, vault)
+    return vault
+
+
+@operation(Operation.VAULT_LIST)
+def vault_list(*, actor: User, resource_group: str | None = None) -> QuerySet[Vault]:
+    if resource_group:
+        authorize(actor, Action.VAULT_READ, _resource_group(resource_group))
+    return selectors.vault_list(actor=actor, resource_group=resource_group)
+
+
+@operation(Operation.VAULT_DELETE)
+def vault_delete(*, actor: User, name: str, force: bool = False) -> Vault:
+    """Soft-delete a vault for its retention period; one holding keys needs `force`."""
+    vault = vault_lookup(name)
+    authorize(actor, Action.VAULT_DELETE, vault)
+    key_count = vault.keys.filter(deleted_at__isnull=True).count()
+    if key_count and not force:
+        raise Conflict(
+            f"Vault '{vault.name}' holds {key_count} key(s); delete them first, or force the "
+            "deletion to soft-delete the vault with its keys.",
+            code="VaultNotEmpty",
+        )
+    now = timezone.now()
+    vault.deleted_at = now
+    vault.scheduled_purge_at = now + timedelta(days=vault.soft_delete_retention_days)
+    with activity.atomic():
+        vault.save(update_fields=["deleted_at", "scheduled_purge_at", "updated_at"])
+    return vault
+
+
+@operation(Operation.VAULT_LIST_DELETED)
+def vault_list_deleted(*, actor: User) -> QuerySet[Vault]:
+    authorize(actor, Action.DELETED_VAULT_READ, DEPLOYMENT)
+    return selectors.vault_list(actor=actor, deleted=True)
+
+
+@operation(Operation.VAULT_RECOVER)
+def vault_recover(*, actor: User, name: str) -> Vault:
+    """Bring a soft-deleted vault back, with its keys, as it was."""
+    vault = vault_lookup(name, deleted=True)
+    authorize(actor, Action.VAULT_RECOVER, vault)
+    vault.deleted_at = vault.scheduled_purge_at = None
+    with activity.atomic():
+        vault.save(update_fields=["deleted_at", "scheduled_purge_at", "updated_at"])
+    return vault
+
+
+@operation(Operation.VAULT_PURGE)
+def vault_purge(*, actor: User, name: str) -> None:
+    """Destroy a soft-deleted vault and every key in it, for good."""
+    vault = vault_lookup(name, deleted=True)
+    authorize(actor, Action.VAULT_PURGE, vault)
+    assert vault.scheduled_purge_at is not None
+    if vault.purge_protection and timezone.now() < vault.scheduled_purge_at:
+        raise Forbidden(
+            f'Operation "purge" is not allowed because purge protection is enabled for vault '
+            f"'{vault.name}'; it cannot be purged before its scheduled purge date, "
+            f"{vault.scheduled_purge_at:%Y-%m-%d %H:%M} UTC.",
+            inner_code="PurgeProtected",
+        )
+    activity.describe(status_code=204)
+    with activity.atomic():
+        vault.delete()

@@ -1,0 +1,53 @@
+"""Azure's rules for names, locations and tags, shared by every service that takes them."""
+
+from typing import Any
+
+from kvconsole.errors import BadParameter
+
+from .models import LOCATION_NAME, MAX_TAG_LENGTH, MAX_TAGS, RESOURCE_GROUP_NAME, VAULT_NAME
+
+
+def clean_resource_group_name(name: str) -> str:
+    if not RESOURCE_GROUP_NAME.fullmatch(name or ""):
+        raise BadParameter(
+            f"Resource group name '{name}' is invalid. It must be 1-90 characters of letters, "
+            "digits, underscores, hyphens, periods and parentheses, and must not end with a period."
+        )
+    return name
+
+
+def clean_vault_name(name: str) -> str:
+    """Vault names are DNS labels: compared and stored in lower case."""
+    lowered = (name or "").lower()
+    if not VAULT_NAME.fullmatch(lowered):
+        raise BadParameter(
+            f"Vault name '{name}' is invalid. It must be 3-24 characters of letters, digits and "
+            "hyphens, start with a letter, end with a letter or digit, and contain no '--'."
+        )
+    return lowered
+
+
+def clean_location(location: str) -> str:
+    """Locations are compared as Azure does: 'West Europe' and 'westeurope' are the same."""
+    normalized = (location or "").replace(" ", "").lower()
+    if not LOCATION_NAME.fullmatch(normalized):
+        raise BadParameter(f"Location '{location}' is invalid: use a name such as 'westeurope'.")
+    return normalized
+
+
+def clean_tags(tags: Any) -> dict[str, str]:
+    if tags is None:
+        return {}
+    if not isinstance(tags, dict):
+        raise BadParameter("Tags must be an object of name/value strings.")
+    if len(tags) > MAX_TAGS:
+        raise BadParameter(f"At most {MAX_TAGS} tags are allowed; {len(tags)} were given.")
+    for name, value in tags.items():
+        if not isinstance(name, str) or not isinstance(value, str):
+            raise BadParameter("Tag names and values must be strings.")
+        if not 1 <= len(name) <= MAX_TAG_LENGTH or len(value) > MAX_TAG_LENGTH:
+            raise BadParameter(
+                f"Tag names must be 1-{MAX_TAG_LENGTH} characters and values at most "
+                f"{MAX_TAG_LENGTH} characters."
+            )
+    return dict(tags)
