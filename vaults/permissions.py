@@ -44,6 +44,7 @@ class Action(StrEnum):
     KEY_UNWRAP = "Microsoft.KeyVault/vaults/keys/unwrap/action"
     # Deployment-wide; Azure has no equivalent because Microsoft holds its master keys.
     MASTER_KEY_ROTATE = "kvconsole/masterKeys/rotate/action"
+    ACTIVITY_READ = "kvconsole/activity/read"
 
 
 class Securable(Protocol):

@@ -6,8 +6,9 @@ from django.db.models import QuerySet
 
 from accounts.models import User
 
+from .activity import ChainReport, verify_chain
 from .models import ActivityEntry, ResourceGroup, Vault
-from .permissions import is_deployment_principal, visible
+from .permissions import DEPLOYMENT, Action, authorize, is_deployment_principal, visible
 
 
 def resource_group_list(*, actor: User) -> QuerySet[ResourceGroup]:
@@ -48,3 +49,9 @@ def activity_list(
         "time__lt": until,
     }
     return entries.filter(**{name: value for name, value in filters.items() if value})
+
+
+def activity_verify(*, actor: User, anchor: tuple[int, str] | None = None) -> ChainReport:
+    """Check the whole log's hash chain (and an anchor recorded earlier, if given)."""
+    authorize(actor, Action.ACTIVITY_READ, DEPLOYMENT)
+    return verify_chain(anchor=anchor)

@@ -1,0 +1,411 @@
+"""`kv key ...` and `kv master-key ...`: parse, call one service, shape the result."""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.progress import Progress
+
+from kvconsole.cli import Invocation, add_tags, base64_bytes, boolean, group, leaf, moment, tags
+from kvconsole.errors import BadParameter
+
+from . import crypto, services, shapes
+from .models import KEY_OPERATIONS, KeyVersion
+
+
+def register(commands: Any) -> None:
+    _register_keys(group(commands, "key", "Manage and use keys."))
+    master = group(commands, "master-key", "Manage the deployment master key.")
+    rotate = leaf(
+        master,
+        "rotate",
+        _master_key_rotate,
+        "Re-wrap every data key under a new master key; rerun to resume an interrupted run.",
+    )
+    rotate.add_argument("--batch-size", type=int, default=500)
+
+
+def _key_parser(
+    commands: Any,
+    name: str,
+    handler: Any,
+    help_text: str,
+    *,
+    version: bool = False,
+    columns: tuple[str, ...] = (),
+) -> argparse.ArgumentParser:
+    parser = leaf(commands, name, handler, help_text, columns=columns)
+    parser.add_argument("--vault-name", required=True)
+    parser.add_argument("--name", "-n", required=True, help="The key name.")
+    if version:
+        parser.add_argument("--version", "-v", help="Default: the current version.")
+    return parser
+
+
+def _attribute_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ops", nargs="+", choices=KEY_OPERATIONS, help="Permitted operations.")
+    parser.add_argument("--expires", type=moment, help="Expiry (exp), ISO-8601.")
+    parser.add_argument("--not-before", type=moment, help="Activation (nbf), ISO-8601.")
+    add_tags(parser)
+
+
+def _register_keys(commands: Any) -> None:
+    item_columns = ("kid", "attributes.enabled", "attributes.exp")
+    create = _key_parser(commands, "create", _create, "Create a key or a new version of one.")
+    create.add_argument("--kty", default="RSA", help="RSA, EC or oct (default RSA).")
+    create.add_argument("--size", type=int, help="RSA: 2048, 3072, 4096; oct: 128, 192, 256.")
+    create.add_argument("--curve", choices=crypto.EC_CURVES)
+    create.add_argument("--protection", choices=["software", "hsm"], default="software")
+    create.add_argument("--disabled", type=boolean, default=False)
+    _attribute_options(create)
+
+    imported = _key_parser(commands, "import", _import, "Import a private key (PEM or JWK).")
+    source = imported.add_mutually_exclusive_group(required=True)
+    source.add_argument("--file", "-f", type=Path, help="A PEM file or a JWK JSON file.")
+    source.add_argument("--pem-file", type=Path)
+    source.add_argument("--pem-string")
+    imported.add_argument("--pem-password")
+    imported.add_argument("--protection", choices=["software", "hsm"], default="software")
+    imported.add_argument("--disabled", type=boolean, default=False)
+    _attribute_options(imported)
+
+    listing = leaf(commands, "list", _list, "List keys.", columns=item_columns)
+    listing.add_argument("--vault-name", required=True)
+    _key_parser(commands, "list-versions", _list_versions, "List versions.", columns=item_columns)
+    _key_parser(commands, "show", _show, "Show a key's public part.", version=True)
+    update = _key_parser(
+        commands, "set-attributes", _set_attributes, "Change a version's attributes.", version=True
+    )
+    update.add_argument("--enabled", type=boolean)
+    _attribute_options(update)
+    _key_parser(commands, "rotate", _rotate, "Create a new version with fresh material.")
+    revert = _key_parser(
+        commands, "revert", _revert, "Make a new current version from an earlier version."
+    )
+    revert.add_argument("--version", "-v", required=True)
+    _key_parser(commands, "delete", _delete, "Soft-delete a key.")
+    deleted = leaf(
+        commands,
+        "list-deleted",
+        _list_deleted,
+        "List soft-deleted keys.",
+        columns=("recoveryId", "deletedDate", "scheduledPurgeDate"),
+    )
+    deleted.add_argument("--vault-name", required=True)
+    _key_parser(commands, "show-deleted", _show_deleted, "Show a soft-deleted key.")
+    _key_parser(commands, "recover", _recover, "Recover a soft-deleted key.")
+    _key_parser(commands, "purge", _purge, "Permanently delete a soft-deleted key.")
+    backup = _key_parser(commands, "backup", _backup, "Back up every version of a key to a file.")
+    backup.add_argument("--file", "-f", type=Path, required=True)
+    restore = leaf(commands, "restore", _restore, "Restore a key backup into a vault.")
+    restore.add_argument("--vault-name", required=True)
+    restore.add_argument("--file", "-f", type=Path, required=True)
+
+    for name, handler in (("encrypt", _encrypt), ("decrypt", _decrypt)):
+        parser = _key_parser(commands, name, handler, f"{name.title()} with a key.", version=True)
+        parser.add_argument("--algorithm", "-a", required=True)
+        parser.add_argument("--value", type=base64_bytes, required=True, help="Base64 data.")
+        parser.add_argument("--iv", type=base64_bytes, help="Base64 IV (AES-CBC; GCM decrypt).")
+        parser.add_argument("--aad", type=base64_bytes, help="Base64 additional data (AES-GCM).")
+        if name == "decrypt":
+            parser.add_argument("--tag", type=base64_bytes, help="Base64 tag (AES-GCM).")
+    sign = _key_parser(commands, "sign", _sign, "Sign a digest.", version=True)
+    sign.add_argument("--algorithm", "-a", required=True)
+    sign.add_argument("--digest", type=base64_bytes, required=True, help="Base64 digest.")
+    verify = _key_parser(commands, "verify", _verify, "Verify a signature.", version=True)
+    verify.add_argument("--algorithm", "-a", required=True)
+    verify.add_argument("--digest", type=base64_bytes, required=True)
+    verify.add_argument("--signature", type=base64_bytes, required=True)
+    for name, handler in (("wrap", _wrap), ("unwrap", _unwrap)):
+        parser = _key_parser(commands, name, handler, f"{name.title()} a key.", version=True)
+        parser.add_argument("--algorithm", "-a", required=True)
+        parser.add_argument("--value", type=base64_bytes, required=True, help="Base64 key.")
+
+
+def _bundle(version: KeyVersion) -> dict[str, Any]:
+    return shapes.key_bundle(version, version.key.vault.uri)
+
+
+def _kty(kty: str, protection: str) -> str:
+    return f"{kty}-HSM" if protection == "hsm" and not kty.endswith("-HSM") else kty
+
+
+def _create(run: Invocation) -> Any:
+    options = run.options
+    return _bundle(
+        services.key_create(
+            actor=run.actor,
+            vault_name=options.vault_name,
+            name=options.name,
+            kty=_kty(options.kty, options.protection),
+            size=options.size,
+            curve=options.curve,
+            key_ops=options.ops,
+            enabled=not options.disabled,
+            not_before=options.not_before,
+            expires=options.expires,
+            tags=tags(options.tags),
+        )
+    )
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise BadParameter(f"Cannot read {path}: {error.strerror}.") from None
+
+
+def _import(run: Invocation) -> Any:
+    options = run.options
+    jwk, pem = None, None
+    if options.pem_string is not None:
+        pem = options.pem_string.encode()
+    else:
+        content = _read(options.file or options.pem_file)
+        if options.file is not None and content.lstrip().startswith(b"{"):
+            try:
+                jwk = json.loads(content)
+            except ValueError:
+                raise BadParameter(f"{options.file} is neither PEM nor JWK JSON.") from None
+        else:
+            pem = content
+    return _bundle(
+        services.key_import(
+            actor=run.actor,
+            vault_name=options.vault_name,
+            name=options.name,
+            jwk=jwk,
+            pem=pem,
+            pem_password=options.pem_password.encode() if options.pem_password else None,
+            hsm=options.protection == "hsm",
+            key_ops=options.ops,
+            enabled=not options.disabled,
+            not_before=options.not_before,
+            expires=options.expires,
+            tags=tags(options.tags),
+        )
+    )
+
+
+def _list(run: Invocation) -> Any:
+    keys = services.key_list(actor=run.actor, vault_name=run.options.vault_name)
+    return [shapes.key_item(key, key.vault.uri) for key in keys]
+
+
+def _list_versions(run: Invocation) -> Any:
+    options = run.options
+    versions = services.key_list_versions(
+        actor=run.actor, vault_name=options.vault_name, name=options.name
+    )
+    return [shapes.version_item(version, version.key.vault.uri) for version in versions]
+
+
+def _show(run: Invocation) -> Any:
+    options = run.options
+    return _bundle(
+        services.key_get(
+            actor=run.actor,
+            vault_name=options.vault_name,
+            name=options.name,
+            version=options.version,
+        )
+    )
+
+
+def _set_attributes(run: Invocation) -> Any:
+    options = run.options
+    changes: dict[str, Any] = {}
+    if options.not_before is not None:
+        changes["not_before"] = options.not_before
+    if options.expires is not None:
+        changes["expires"] = options.expires
+    return _bundle(
+        services.key_update(
+            actor=run.actor,
+            vault_name=options.vault_name,
+            name=options.name,
+            version=options.version,
+            enabled=options.enabled,
+            key_ops=options.ops,
+            tags=tags(options.tags),
+            **changes,
+        )
+    )
+
+
+def _rotate(run: Invocation) -> Any:
+    options = run.options
+    return _bundle(
+        services.key_rotate(actor=run.actor, vault_name=options.vault_name, name=options.name)
+    )
+
+
+def _revert(run: Invocation) -> Any:
+    options = run.options
+    return _bundle(
+        services.key_revert(
+            actor=run.actor,
+            vault_name=options.vault_name,
+            name=options.name,
+            version=options.version,
+        )
+    )
+
+
+def _delete(run: Invocation) -> Any:
+    options = run.options
+    key = services.key_delete(actor=run.actor, vault_name=options.vault_name, name=options.name)
+    return shapes.deleted_key_bundle(key, key.vault.uri)
+
+
+def _list_deleted(run: Invocation) -> Any:
+    keys = services.key_list_deleted(actor=run.actor, vault_name=run.options.vault_name)
+    return [shapes.deleted_key_item(key, key.vault.uri) for key in keys]
+
+
+def _show_deleted(run: Invocation) -> Any:
+    options = run.options
+    key = services.key_get_deleted(
+        actor=run.actor, vault_name=options.vault_name, name=options.name
+    )
+    return shapes.deleted_key_bundle(key, key.vault.uri)
+
+
+def _recover(run: Invocation) -> Any:
+    options = run.options
+    return _bundle(
+        services.key_recover(actor=run.actor, vault_name=options.vault_name, name=options.name)
+    )
+
+
+def _purge(run: Invocation) -> Any:
+    options = run.options
+    services.key_purge(actor=run.actor, vault_name=options.vault_name, name=options.name)
+
+
+def _backup(run: Invocation) -> Any:
+    options = run.options
+    path: Path = options.file
+    if path.exists():
+        raise BadParameter(f"{path} already exists; choose a new file for the backup.")
+    blob = services.key_backup(actor=run.actor, vault_name=options.vault_name, name=options.name)
+    try:
+        with path.open("xb") as handle:
+            handle.write(blob)
+    except OSError as error:
+        raise BadParameter(f"Cannot write {path}: {error.strerror}.") from None
+    return {"file": str(path), "bytes": len(blob)}
+
+
+def _restore(run: Invocation) -> Any:
+    options = run.options
+    return _bundle(
+        services.key_restore(
+            actor=run.actor, vault_name=options.vault_name, blob=_read(options.file)
+        )
+    )
+
+
+def _encrypt(run: Invocation) -> Any:
+    options = run.options
+    result = services.key_encrypt(
+        actor=run.actor,
+        vault_name=options.vault_name,
+        name=options.name,
+        version=options.version,
+        algorithm=options.algorithm,
+        plaintext=options.value,
+        iv=options.iv,
+        aad=options.aad,
+    )
+    return shapes.operation_result(result, result.version.key.vault.uri)
+
+
+def _decrypt(run: Invocation) -> Any:
+    options = run.options
+    result = services.key_decrypt(
+        actor=run.actor,
+        vault_name=options.vault_name,
+        name=options.name,
+        version=options.version,
+        algorithm=options.algorithm,
+        ciphertext=options.value,
+        iv=options.iv,
+        tag=options.tag,
+        aad=options.aad,
+    )
+    return shapes.operation_result(result, result.version.key.vault.uri)
+
+
+def _sign(run: Invocation) -> Any:
+    options = run.options
+    result = services.key_sign(
+        actor=run.actor,
+        vault_name=options.vault_name,
+        name=options.name,
+        version=options.version,
+        algorithm=options.algorithm,
+        digest=options.digest,
+    )
+    return shapes.operation_result(result, result.version.key.vault.uri)
+
+
+def _verify(run: Invocation) -> Any:
+    options = run.options
+    result = services.key_verify(
+        actor=run.actor,
+        vault_name=options.vault_name,
+        name=options.name,
+        version=options.version,
+        algorithm=options.algorithm,
+        digest=options.digest,
+        signature=options.signature,
+    )
+    return {"value": result.valid}
+
+
+def _wrap(run: Invocation) -> Any:
+    options = run.options
+    result = services.key_wrap(
+        actor=run.actor,
+        vault_name=options.vault_name,
+        name=options.name,
+        version=options.version,
+        algorithm=options.algorithm,
+        key=options.value,
+    )
+    return shapes.operation_result(result, result.version.key.vault.uri)
+
+
+def _unwrap(run: Invocation) -> Any:
+    options = run.options
+    result = services.key_unwrap(
+        actor=run.actor,
+        vault_name=options.vault_name,
+        name=options.name,
+        version=options.version,
+        algorithm=options.algorithm,
+        encrypted_key=options.value,
+    )
+    return shapes.operation_result(result, result.version.key.vault.uri)
+
+
+def _master_key_rotate(run: Invocation) -> Any:
+    if sys.stderr.isatty():
+        with Progress(transient=True) as progress:
+            task = progress.add_task("Re-wrapping data keys", total=None)
+            rotation = services.master_key_rotate(
+                actor=run.actor,
+                batch_size=run.options.batch_size,
+                progress=lambda done, total: progress.update(task, completed=done, total=total),
+            )
+    else:
+        rotation = services.master_key_rotate(actor=run.actor, batch_size=run.options.batch_size)
+    return {
+        "primaryKeyId": rotation.primary,
+        "rewrapped": rotation.rewrapped,
+        "resumed": rotation.resumed,
+    }

@@ -1,0 +1,90 @@
+"""Personas and shared fixtures.
+
+Key files live in a per-session temporary directory, never in the developer's var/.
+"""
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+from accounts.models import User
+from keys import services as key_services
+from keys.models import KeyVersion
+from keys.protection import material_cache, master_keyring
+from tests.factories import (
+    ApplicationFactory,
+    SuperuserFactory,
+    SystemPrincipalFactory,
+    UserFactory,
+    VaultFactory,
+)
+from vaults.models import Vault
+
+
+@pytest.fixture(scope="session", autouse=True)
+def key_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    directory = tmp_path_factory.mktemp("keyfiles")
+    original = settings.KVCONSOLE_MASTER_KEY_FILE, settings.KVCONSOLE_BACKUP_KEY_FILE
+    settings.KVCONSOLE_MASTER_KEY_FILE = directory / "master-keys.json"
+    settings.KVCONSOLE_BACKUP_KEY_FILE = directory / "backup-key.json"
+    yield directory
+    settings.KVCONSOLE_MASTER_KEY_FILE, settings.KVCONSOLE_BACKUP_KEY_FILE = original
+
+
+@pytest.fixture(autouse=True)
+def _empty_material_cache() -> Iterator[None]:
+    material_cache.clear()
+    yield
+    material_cache.clear()
+
+
+@pytest.fixture
+def fresh_keyring(tmp_path: Path, settings: Any) -> Path:
+    """A master keyring of this test's own, for tests that rotate it."""
+    settings.KVCONSOLE_MASTER_KEY_FILE = tmp_path / "master-keys.json"
+    master_keyring._loaded = None
+    return settings.KVCONSOLE_MASTER_KEY_FILE
+
+
+@pytest.fixture
+def system(db: None) -> User:
+    """The system principal cron and the CLI run as."""
+    return SystemPrincipalFactory()
+
+
+@pytest.fixture
+def owner(db: None) -> User:
+    """A superuser: may do anything anywhere."""
+    return SuperuserFactory()
+
+
+@pytest.fixture
+def outsider(db: None) -> User:
+    """A signed-in user with no grants at all."""
+    return UserFactory()
+
+
+@pytest.fixture
+def application(db: None) -> User:
+    """A service principal with no grants."""
+    return ApplicationFactory()
+
+
+@pytest.fixture
+def vault(db: None) -> Vault:
+    return VaultFactory()
+
+
+@pytest.fixture
+def make_key(system: User, vault: Vault) -> Callable[..., KeyVersion]:
+    """Create a key in `vault` (or another) through the service, as the system principal."""
+
+    def make(name: str = "key1", *, in_vault: Vault | None = None, **options: Any) -> KeyVersion:
+        return key_services.key_create(
+            actor=system, vault_name=(in_vault or vault).name, name=name, **options
+        )
+
+    return make

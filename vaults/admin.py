@@ -1,0 +1,68 @@
+from typing import Any
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from kvconsole.admin import CappedCountPaginator, InspectionAdmin
+
+from .models import ActivityEntry, ResourceGroup, Vault
+
+
+@admin.register(ResourceGroup)
+class ResourceGroupAdmin(InspectionAdmin):
+    list_display = ("name", "location", "created_at")
+    search_fields = ("name",)
+    readonly_fields = ("uid", "name", "location", "tags", "created_at", "updated_at")
+
+
+@admin.register(Vault)
+class VaultAdmin(InspectionAdmin):
+    list_display = (
+        "name",
+        "resource_group",
+        "location",
+        "sku",
+        "permission_model",
+        "purge_protection",
+        "deleted_at",
+    )
+    list_filter = ("sku", "permission_model", "purge_protection", "location")
+    list_select_related = ("resource_group",)
+    search_fields = ("name",)
+
+
+class VaultNameFilter(admin.SimpleListFilter):
+    """Choices come from the small vault table, never from a DISTINCT over the log."""
+
+    title = "vault"
+    parameter_name = "vault"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [(name, name) for name in Vault.objects.order_by("name").values_list("name", flat=True)]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        return queryset.filter(vault_name=self.value()) if self.value() else queryset
+
+
+@admin.register(ActivityEntry)
+class ActivityEntryAdmin(InspectionAdmin):
+    list_display = (
+        "seq",
+        "time",
+        "actor_name",
+        "operation",
+        "target",
+        "result",
+        "status_code",
+        "duration_ms",
+        "face",
+        "client_ip",
+    )
+    list_filter = (VaultNameFilter, "operation", "result", "face", "time")
+    search_fields = ("=actor_name", "^target")
+    ordering = ("-seq",)
+    paginator = CappedCountPaginator
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    list_per_page = 50
