@@ -91,7 +91,7 @@ def _describe_key(vault_name: str, name: str, version: str | None = None) -> Non
 
 def _not_found(actor: User, action: Action, vault_name: str, name: str, *, deleted: bool) -> None:
     """Raise the right NotFound, after making sure the actor may know the key is absent."""
-    authorize(actor, action, vault_lookup(vault_name))
+    authorize(actor, action, vault_lookup(vault_name, as_target=False))
     if deleted:
         raise NotFound(f"Deleted Key not found: {name}", code="KeyNotFound")
     raise NotFound(
@@ -327,7 +327,7 @@ def _new_key_version(
 ) -> KeyVersion:
     """Shared by create and import: a new current version under `name`, new key or not."""
     _describe_key(vault_name, name)
-    vault = vault_lookup(vault_name)
+    vault = vault_lookup(vault_name, as_target=False)
     existing = _keys_named(vault.name, name).first()
     authorize(actor, action, existing or vault)
     _clean_key_name(name)
@@ -667,7 +667,7 @@ def _read_backup(blob: bytes) -> dict[str, Any]:
 @operation(Operation.KEY_RESTORE)
 def key_restore(*, actor: User, vault_name: str, blob: bytes) -> KeyVersion:
     """Restore a backup, with its original version ids, into a vault of this deployment."""
-    vault = vault_lookup(vault_name)
+    vault = vault_lookup(vault_name, as_target=False)
     authorize(actor, Action.KEY_RESTORE, vault)
     payload = _read_backup(blob)
     name = _clean_key_name(payload["name"])

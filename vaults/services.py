@@ -31,9 +31,14 @@ def _resource_group(name: str) -> ResourceGroup:
     return group
 
 
-def vault_lookup(name: str, *, deleted: bool = False) -> Vault:
-    """A live (or soft-deleted) vault by name; NotFound names the vault as Azure does."""
-    activity.describe(vault=name.lower(), target=f"vaults/{name.lower()}")
+def vault_lookup(name: str, *, deleted: bool = False, as_target: bool = True) -> Vault:
+    """A live (or soft-deleted) vault by name; NotFound names the vault as Azure does.
+
+    With `as_target`, the vault becomes what the running operation is recorded against;
+    operations on something inside the vault keep their own, more precise target.
+    """
+    if as_target:
+        activity.describe(vault=name.lower(), target=f"vaults/{name.lower()}")
     try:
         vault = Vault.objects.select_related("resource_group").get(
             name=name.lower(), deleted_at__isnull=not deleted
@@ -43,7 +48,10 @@ def vault_lookup(name: str, *, deleted: bool = False) -> Vault:
             message = f"Deleted vault '{name}' was not found."
             raise NotFound(message, code="DeletedVaultNotFound") from None
         raise NotFound(f"Vault '{name}' was not found.", code="VaultNotFound") from None
-    activity.describe(vault)
+    if as_target:
+        activity.describe(vault)
+    else:
+        activity.describe(resource_group=vault.resource_group.name, vault=vault.name)
     return vault
 
 
