@@ -11,6 +11,6 @@ class PrincipalAdmin(UserAdmin):
     search_fields = ("username", "display_name", "email", "=oid")
     readonly_fields = ("oid",)
     fieldsets = (
-        *UserAdmin.fieldsets,
+        *(UserAdmin.fieldsets or ()),
         ("Principal", {"fields": ("oid", "kind", "display_name")}),
     )

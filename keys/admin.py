@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from kvconsole.admin import InspectionAdmin
 
@@ -25,7 +26,7 @@ _VERSION_FIELDS = (
 )
 
 
-class KeyVersionInline(admin.TabularInline):  # type: ignore[type-arg]
+class KeyVersionInline(admin.TabularInline):
     model = KeyVersion
     fk_name = "key"
     fields = ("version", "kty", "size", "curve", "enabled", "not_before", "expires", "origin")
@@ -34,7 +35,7 @@ class KeyVersionInline(admin.TabularInline):  # type: ignore[type-arg]
     can_delete = False
     show_change_link = True
 
-    def has_add_permission(self, request, obj=None):  # type: ignore[no-untyped-def]
+    def has_add_permission(self, request: HttpRequest, obj: Key | None = None) -> bool:
         return False
 
 
@@ -44,7 +45,15 @@ class KeyAdmin(InspectionAdmin):
     list_filter = ("vault",)
     list_select_related = ("vault", "current_version")
     search_fields = ("name",)
-    fields = ("vault", "name", "current_version", "created_at", "updated_at", "deleted_at", "scheduled_purge_at")
+    fields = (
+        "vault",
+        "name",
+        "current_version",
+        "created_at",
+        "updated_at",
+        "deleted_at",
+        "scheduled_purge_at",
+    )
     inlines = (KeyVersionInline,)
 
 

@@ -36,8 +36,9 @@ _KEYRING_FORMAT = 1
 
 class ProtectedMaterial(NamedTuple):
     master_key_id: str
-    wrapped_data_key: bytes
-    sealed_material: bytes
+    # memoryview when read back from PostgreSQL's bytea.
+    wrapped_data_key: bytes | memoryview
+    sealed_material: bytes | memoryview
 
 
 @dataclass(frozen=True)
@@ -180,7 +181,9 @@ def unprotect(kty: str, protected: ProtectedMaterial, *, aad: bytes) -> crypto.M
             bytes(protected.wrapped_data_key),
             _wrap_aad(protected.master_key_id, aad),
         )
-        return crypto.load_private_bytes(kty, _open(data_key, bytes(protected.sealed_material), aad))
+        return crypto.load_private_bytes(
+            kty, _open(data_key, bytes(protected.sealed_material), aad)
+        )
     except InvalidTag:
         raise ImproperlyConfigured(
             "Stored key material failed its integrity check: it was modified or moved."
@@ -188,7 +191,7 @@ def unprotect(kty: str, protected: ProtectedMaterial, *, aad: bytes) -> crypto.M
 
 
 def rewrap_data_key(protected: ProtectedMaterial, *, aad: bytes, keyring: Keyring) -> bytes:
-    """The data key re-wrapped under the keyring's primary master key (the material is untouched)."""
+    """The data key re-wrapped under the primary master key; the sealed material is untouched."""
     old_key = keyring.keys[protected.master_key_id]
     data_key = _open(
         old_key, bytes(protected.wrapped_data_key), _wrap_aad(protected.master_key_id, aad)
@@ -212,7 +215,9 @@ def start_master_key_rotation() -> tuple[Keyring, bool]:
 
 def finish_master_key_rotation(keyring: Keyring) -> None:
     """Drop the retired master keys once nothing is sealed under them."""
-    master_keyring.write(Keyring(primary=keyring.primary, keys={keyring.primary: keyring.keys[keyring.primary]}))
+    master_keyring.write(
+        Keyring(primary=keyring.primary, keys={keyring.primary: keyring.keys[keyring.primary]})
+    )
 
 
 # --- backups -----------------------------------------------------------------------------
@@ -250,9 +255,7 @@ def seal_backup(payload: bytes) -> bytes:
 def open_backup(blob: bytes) -> bytes:
     """The payload of a backup blob made by this deployment; BadParameter for anything else."""
     header = blob[:_BACKUP_HEADER_BYTES]
-    if len(blob) < _BACKUP_HEADER_BYTES + _NONCE_BYTES + 16 or not header.startswith(
-        _BACKUP_MAGIC
-    ):
+    if len(blob) < _BACKUP_HEADER_BYTES + _NONCE_BYTES + 16 or not header.startswith(_BACKUP_MAGIC):
         raise BadParameter("The value is not a kvconsole key backup, or it is truncated.")
     if header[len(_BACKUP_MAGIC)] != _BACKUP_FORMAT:
         raise BadParameter(f"Unsupported key backup format version {header[len(_BACKUP_MAGIC)]}.")

@@ -6,6 +6,7 @@ here, in one query on the hot path. A missing key is reported only to actors who
 on the vault, so names do not leak to outsiders.
 """
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -13,12 +14,13 @@ from enum import Enum
 from typing import Any, Final
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from accounts.models import User
+from kvconsole import sql
 from kvconsole.errors import (
     BadParameter,
     Conflict,
@@ -30,7 +32,7 @@ from kvconsole.errors import (
 )
 from vaults import activity
 from vaults.activity import operation
-from vaults.models import Operation, Vault
+from vaults.models import Operation, ResourceGroup, Vault
 from vaults.permissions import DEPLOYMENT, Action, authorize
 from vaults.services import vault_lookup
 from vaults.validation import clean_tags
@@ -121,27 +123,63 @@ def _key(actor: User, action: Action, vault_name: str, name: str, *, deleted: bo
     return key
 
 
-def _version(actor: User, action: Action, vault_name: str, name: str, version: str | None) -> KeyVersion:
+@functools.cache
+def _live_version_sql(by_version: bool) -> str:
+    quote = connection.ops.quote_name
+    version_join = "v.{key} = k.{id}" if by_version else "v.{id} = k.{current}"
+    return (
+        # Identifiers come from model metadata; every value is a query parameter.
+        f"SELECT {sql.columns(KeyVersion, 'v')}, {sql.columns(Key, 'k')}, "  # noqa: S608
+        f"{sql.columns(Vault, 'vault')}, {sql.columns(ResourceGroup, 'rg')} "
+        f"FROM {quote(Vault._meta.db_table)} vault "
+        f"JOIN {quote(ResourceGroup._meta.db_table)} rg ON rg.{{id}} = vault.{{group}} "
+        f"JOIN {quote(Key._meta.db_table)} k ON k.{{vault}} = vault.{{id}} "
+        f"JOIN {quote(KeyVersion._meta.db_table)} v ON {version_join} "
+        "WHERE vault.{name} = %s AND vault.{deleted} IS NULL "
+        "AND LOWER(k.{name}) = %s AND k.{deleted} IS NULL"
+        + (" AND v.{version} = %s" if by_version else "")
+    ).format(
+        id=quote("id"),
+        key=quote("key_id"),
+        current=quote("current_version_id"),
+        group=quote("resource_group_id"),
+        vault=quote("vault_id"),
+        name=quote("name"),
+        deleted=quote("deleted_at"),
+        version=quote("version"),
+    )
+
+
+def _live_version(vault_name: str, name: str, version: str | None) -> KeyVersion | None:
+    """The version (current one when `version` is empty) of a live key, in one query.
+
+    This is the lookup of every key operation, so it runs fixed SQL instead of compiling
+    an ORM query with three joins on each call (see kvconsole/sql.py).
+    """
+    params = [vault_name.lower(), name.lower()] + ([version.lower()] if version else [])
+    with connection.cursor() as cursor:
+        cursor.execute(_live_version_sql(bool(version)), params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    cuts = [0]
+    for model in (KeyVersion, Key, Vault, ResourceGroup):
+        cuts.append(cuts[-1] + sql.field_count(model))
+    found = sql.hydrate(KeyVersion, row[cuts[0] : cuts[1]])
+    key = sql.hydrate(Key, row[cuts[1] : cuts[2]])
+    vault = sql.hydrate(Vault, row[cuts[2] : cuts[3]])
+    vault.resource_group = sql.hydrate(ResourceGroup, row[cuts[3] : cuts[4]])
+    key.vault = vault
+    found.key = key
+    return found
+
+
+def _version(
+    actor: User, action: Action, vault_name: str, name: str, version: str | None
+) -> KeyVersion:
     """A version of a live key (the current one when `version` is empty), authorized."""
     _describe_key(vault_name, name, version)
-    if version:
-        found = (
-            KeyVersion.objects.select_related("key__vault__resource_group")
-            .alias(key_name_lower=Lower("key__name"))
-            .filter(
-                version=version.lower(),
-                key_name_lower=name.lower(),
-                key__vault__name=vault_name.lower(),
-                key__vault__deleted_at=None,
-                key__deleted_at=None,
-            )
-            .first()
-        )
-    else:
-        key = _keys_named(vault_name, name).filter(deleted_at=None).first()
-        found = key.current_version if key else None
-        if found is not None:
-            found.key = key  # type: ignore[assignment]
+    found = _live_version(vault_name, name, version)
     if found is None:
         _not_found(actor, action, vault_name, name, deleted=False)
     assert found is not None
@@ -481,8 +519,8 @@ def key_update(
     name: str,
     version: str | None = None,
     enabled: bool | None = None,
-    not_before: datetime | None | _Unchanged = UNCHANGED,
-    expires: datetime | None | _Unchanged = UNCHANGED,
+    not_before: datetime | _Unchanged | None = UNCHANGED,
+    expires: datetime | _Unchanged | None = UNCHANGED,
     key_ops: list[str] | None = None,
     tags: dict[str, str] | None = None,
 ) -> KeyVersion:
@@ -515,7 +553,9 @@ def key_rotate(*, actor: User, vault_name: str, name: str) -> KeyVersion:
     key = _key(actor, Action.KEY_ROTATE, vault_name, name)
     current = key.current_version
     assert current is not None
-    material = crypto.generate(crypto.KeySpec.parse(current.kty, current.size, current.curve or None))
+    material = crypto.generate(
+        crypto.KeySpec.parse(current.kty, current.size, current.curve or None)
+    )
     with activity.atomic():
         key = _lock_or_create_key(key.vault, key.name)
         version = _add_version(

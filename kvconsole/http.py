@@ -7,10 +7,12 @@ from accounts.models import User
 
 
 class AuthedRequest(HttpRequest):
-    user: User  # type: ignore[assignment]
+    user: User
     htmx: HtmxDetails
 
 
 def is_partial(request: AuthedRequest) -> bool:
     """An htmx request that wants a fragment: not a boosted navigation or a history restore."""
-    return bool(request.htmx) and not request.htmx.boosted and not request.htmx.history_restore_request
+    return (
+        bool(request.htmx) and not request.htmx.boosted and not request.htmx.history_restore_request
+    )

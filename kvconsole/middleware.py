@@ -9,7 +9,9 @@ from vaults.activity import request_context
 from vaults.models import Face
 
 
-def activity_context(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[..., HttpResponse]:
+def activity_context(
+    get_response: Callable[[HttpRequest], HttpResponse],
+) -> Callable[..., HttpResponse]:
     """Tell the activity log which face a request came through, from where, and its id."""
 
     def middleware(request: HttpRequest) -> HttpResponse:

@@ -13,7 +13,7 @@ from django.conf import settings
 from accounts.models import User
 from keys import services as key_services
 from keys.models import KeyVersion
-from keys.protection import material_cache, master_keyring
+from keys.protection import master_keyring, material_cache
 from tests.factories import (
     ApplicationFactory,
     SuperuserFactory,
@@ -52,30 +52,30 @@ def fresh_keyring(tmp_path: Path, settings: Any) -> Path:
 @pytest.fixture
 def system(db: None) -> User:
     """The system principal cron and the CLI run as."""
-    return SystemPrincipalFactory()
+    return SystemPrincipalFactory.create()
 
 
 @pytest.fixture
 def owner(db: None) -> User:
     """A superuser: may do anything anywhere."""
-    return SuperuserFactory()
+    return SuperuserFactory.create()
 
 
 @pytest.fixture
 def outsider(db: None) -> User:
     """A signed-in user with no grants at all."""
-    return UserFactory()
+    return UserFactory.create()
 
 
 @pytest.fixture
 def application(db: None) -> User:
     """A service principal with no grants."""
-    return ApplicationFactory()
+    return ApplicationFactory.create()
 
 
 @pytest.fixture
 def vault(db: None) -> Vault:
-    return VaultFactory()
+    return VaultFactory.create()
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ from accounts.models import User
 from vaults.models import ResourceGroup, Vault
 
 
-class UserFactory(factory.django.DjangoModelFactory):
+class UserFactory(factory.django.DjangoModelFactory[User]):
     class Meta:
         model = User
         django_get_or_create = ("username",)
@@ -30,7 +30,7 @@ class ApplicationFactory(UserFactory):
     kind = User.Kind.APPLICATION
 
 
-class ResourceGroupFactory(factory.django.DjangoModelFactory):
+class ResourceGroupFactory(factory.django.DjangoModelFactory[ResourceGroup]):
     class Meta:
         model = ResourceGroup
 
@@ -38,7 +38,7 @@ class ResourceGroupFactory(factory.django.DjangoModelFactory):
     location = "westeurope"
 
 
-class VaultFactory(factory.django.DjangoModelFactory):
+class VaultFactory(factory.django.DjangoModelFactory[Vault]):
     class Meta:
         model = Vault
 

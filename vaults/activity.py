@@ -25,7 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from accounts.models import User
@@ -34,8 +34,6 @@ from kvconsole.errors import ServiceError
 from .models import ActivityEntry, Face, Operation, Result
 
 GENESIS_HASH = "0" * 64
-# Serializes appends on PostgreSQL; SQLite's BEGIN IMMEDIATE already admits one writer.
-_CHAIN_LOCK_ID = 0x6B76636F6E736F6C
 
 
 @dataclass(frozen=True)
@@ -65,8 +63,10 @@ class Describable(Protocol):
         ...
 
 
+# RequestContext is frozen, so sharing one default instance is safe.
 _request_context: ContextVar[RequestContext] = ContextVar(
-    "activity_request_context", default=RequestContext()
+    "activity_request_context",
+    default=RequestContext(),  # noqa: B039
 )
 _pending: ContextVar[_Pending | None] = ContextVar("activity_pending", default=None)
 
@@ -169,42 +169,114 @@ def _append(pending: _Pending, result: str, status_code: int, message: str) -> N
         client_ip=context.client_ip,
         correlation_id=context.correlation_id,
     )
-    # No savepoint: inside a caller's transaction this adds no statements, so a recorded
-    # key operation stays within its query budget.
-    with transaction.atomic(savepoint=False):
-        if connection.vendor == "postgresql":
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_xact_lock(%s)", [_CHAIN_LOCK_ID])
-        last = ActivityEntry.objects.order_by("-seq").values_list("seq", "hash").first()
-        entry.seq, entry.prev_hash = (last[0] + 1, last[1]) if last else (1, GENESIS_HASH)
-        entry.hash = entry_hash(entry)
-        entry.save(force_insert=True)
+    entry.client_ip = _CLIENT_IP_FIELD.get_prep_value(entry.client_ip)
+    _insert_chained(entry)
+
+
+_CLIENT_IP_FIELD = ActivityEntry._meta.get_field("client_ip")
+_PAYLOAD_FIELDS = (
+    "time",
+    "actor_oid",
+    "actor_name",
+    "actor_display",
+    "actor_kind",
+    "operation",
+    "resource_group",
+    "vault_name",
+    "target",
+    "result",
+    "status_code",
+    "message",
+    "duration_ms",
+    "face",
+    "client_ip",
+    "correlation_id",
+)
+_INSERT_ATTEMPTS = 20
+
+
+def entry_payload(entry: ActivityEntry) -> str:
+    """The canonical text of an entry's own fields (ASCII JSON, the same from any database)."""
+    values = [
+        entry.time.isoformat(),
+        str(entry.actor_oid) if entry.actor_oid else "",
+        *(getattr(entry, name) for name in _PAYLOAD_FIELDS[2:14]),
+        entry.client_ip or "",
+        entry.correlation_id,
+    ]
+    return json.dumps(values, separators=(",", ":"), ensure_ascii=True)
+
+
+def chain_hash(prev_hash: str, seq: int, payload: str) -> str:
+    """The link: SHA-256 over the previous entry's hash, this entry's seq and its payload."""
+    return hashlib.sha256(f"{prev_hash}\n{seq}\n{payload}".encode()).hexdigest()
 
 
 def entry_hash(entry: ActivityEntry) -> str:
-    """SHA-256 over the previous entry's hash and every field of this one."""
-    fields = [
-        entry.seq,
-        entry.time.isoformat(),
-        str(entry.actor_oid) if entry.actor_oid else "",
-        entry.actor_name,
-        entry.actor_display,
-        entry.actor_kind,
-        entry.operation,
-        entry.resource_group,
-        entry.vault_name,
-        entry.target,
-        entry.result,
-        entry.status_code,
-        entry.message,
-        entry.duration_ms,
-        entry.face,
-        entry.client_ip or "",
-        entry.correlation_id,
-        entry.prev_hash,
-    ]
-    canonical = json.dumps(fields, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return chain_hash(entry.prev_hash, entry.seq, entry_payload(entry))
+
+
+def _insert_chained(entry: ActivityEntry) -> None:
+    """Append `entry` in one INSERT ... SELECT that reads the head and links to it.
+
+    One statement needs no explicit transaction: SQLite runs it under its single write
+    lock, so seq and prev_hash always come from the true head. PostgreSQL runs concurrent
+    appends side by side; two that read the same head collide on the seq primary key and
+    the loser retries. Inside a caller's transaction that retry needs a savepoint.
+    """
+    params = [
+        field.get_db_prep_save(getattr(entry, field.attname), connection)
+        for field in _payload_columns()
+    ] + [entry_payload(entry)]
+    needs_savepoint = connection.vendor == "postgresql" and connection.in_atomic_block
+    for attempt in range(_INSERT_ATTEMPTS):
+        try:
+            if needs_savepoint:
+                with transaction.atomic(), connection.cursor() as cursor:
+                    cursor.execute(_append_sql(), params)
+            else:
+                with connection.cursor() as cursor:
+                    cursor.execute(_append_sql(), params)
+            return
+        except IntegrityError:
+            if connection.vendor != "postgresql" or attempt == _INSERT_ATTEMPTS - 1:
+                raise
+
+
+def _payload_columns() -> list[Any]:
+    return [ActivityEntry._meta.get_field(name) for name in _PAYLOAD_FIELDS]
+
+
+@functools.cache
+def _append_sql() -> str:
+    quote = connection.ops.quote_name
+    table = quote(ActivityEntry._meta.db_table)
+    seq, hash_, prev = quote("seq"), quote("hash"), quote("prev_hash")
+    if connection.vendor == "postgresql":
+        link = (
+            "encode(sha256(convert_to(head.hash || E'\\n' || (head.seq + 1)::text || E'\\n' "
+            "|| payload.text, 'UTF8')), 'hex')"
+        )
+    else:
+        link = "kvconsole_chain_hash(head.hash, head.seq + 1, payload.text)"
+    columns = ", ".join(quote(field.column) for field in _payload_columns())
+    placeholders = ", ".join("%s" for _ in _PAYLOAD_FIELDS)
+    return (
+        # Identifiers come from model metadata; every value is a query parameter.
+        f"INSERT INTO {table} ({seq}, {prev}, {hash_}, {columns}) "  # noqa: S608
+        f"SELECT head.seq + 1, head.hash, {link}, {placeholders} FROM "
+        f"(SELECT COALESCE((SELECT {seq} FROM {table} ORDER BY {seq} DESC LIMIT 1), 0) AS seq, "
+        f"COALESCE((SELECT {hash_} FROM {table} ORDER BY {seq} DESC LIMIT 1), "
+        f"'{GENESIS_HASH}') AS hash) head, (SELECT %s AS text) payload"
+    )
+
+
+def register_sqlite_functions(sender: Any, connection: Any, **kwargs: Any) -> None:
+    """Give each SQLite connection the chain hash its appends compute in SQL."""
+    if connection.vendor == "sqlite":
+        connection.connection.create_function(
+            "kvconsole_chain_hash", 3, chain_hash, deterministic=True
+        )
 
 
 @dataclass(frozen=True)

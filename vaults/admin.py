@@ -39,7 +39,9 @@ class VaultNameFilter(admin.SimpleListFilter):
     parameter_name = "vault"
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
-        return [(name, name) for name in Vault.objects.order_by("name").values_list("name", flat=True)]
+        return [
+            (name, name) for name in Vault.objects.order_by("name").values_list("name", flat=True)
+        ]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return queryset.filter(vault_name=self.value()) if self.value() else queryset

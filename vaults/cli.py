@@ -3,8 +3,8 @@
 import argparse
 from typing import Any
 
-from kvconsole.errors import BadParameter
 from kvconsole.cli import Invocation, add_tags, boolean, group, leaf, moment, tags
+from kvconsole.errors import BadParameter
 
 from . import selectors, services, shapes
 from .models import Face, Operation, Result, Vault
@@ -54,7 +54,9 @@ def _group_list(run: Invocation) -> Any:
 
 
 def _group_show(run: Invocation) -> Any:
-    return shapes.resource_group(services.resource_group_get(actor=run.actor, name=run.options.name))
+    return shapes.resource_group(
+        services.resource_group_get(actor=run.actor, name=run.options.name)
+    )
 
 
 def _group_delete(run: Invocation) -> Any:

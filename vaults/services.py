@@ -78,7 +78,9 @@ def resource_group_create(
     activity.describe(resource_group=name, target=f"resourceGroups/{name}")
     authorize(actor, Action.RESOURCE_GROUP_WRITE, DEPLOYMENT)
     group = ResourceGroup(
-        name=clean_resource_group_name(name), location=clean_location(location), tags=clean_tags(tags)
+        name=clean_resource_group_name(name),
+        location=clean_location(location),
+        tags=clean_tags(tags),
     )
     if ResourceGroup.objects.filter(name__iexact=name).exists():
         raise Conflict(f"Resource group '{name}' already exists.", code="ResourceGroupExists")
@@ -86,7 +88,9 @@ def resource_group_create(
         with activity.atomic():
             group.save()
     except IntegrityError:
-        raise Conflict(f"Resource group '{name}' already exists.", code="ResourceGroupExists") from None
+        raise Conflict(
+            f"Resource group '{name}' already exists.", code="ResourceGroupExists"
+        ) from None
     return group
 
 
@@ -206,11 +210,12 @@ def vault_update(
     if purge_protection:
         vault.purge_protection = True
     if permission_model is not None:
-        vault.permission_model = _choice(
-            permission_model, Vault.PermissionModel, "permissionModel"
-        )
+        vault.permission_model = _choice(permission_model, Vault.PermissionModel, "permissionModel")
+    # Only the mutable properties: a full save would undo a delete committed meanwhile.
     with activity.atomic():
-        vault.save()
+        vault.save(
+            update_fields=["tags", "sku", "purge_protection", "permission_model", "updated_at"]
+        )
     return vault
 
 

@@ -38,5 +38,7 @@ class Command(BaseCommand):
             render(broken.report, output=namespace.output, columns=(), stream=self.stdout)
             raise CommandError(f"(ActivityChainBroken) {broken}", returncode=6) from None
         except ServiceError as error:
-            raise CommandError(f"({error.code}) {error.message}", returncode=error.exit_code) from None
+            raise CommandError(
+                f"({error.code}) {error.message}", returncode=error.exit_code
+            ) from None
         render(result, output=namespace.output, columns=namespace.columns, stream=self.stdout)

@@ -1,0 +1,45 @@
+# kvconsole: `make run` serves a development deployment, `make test` runs every check.
+.DEFAULT_GOAL := help
+.PHONY: help run test lint bench clean
+
+# The machine's default python3 may be older; pick 3.13 (or 3.12) explicitly.
+PYTHON ?= $(shell command -v python3.13 2>/dev/null || command -v python3.12 2>/dev/null)
+VENV := .venv
+PY := $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+help:
+	@echo "make run    create the virtualenv, migrate, load demo data and serve on http://$(HOST):$(PORT)/"
+	@echo "make test   install test dependencies and run ruff, mypy, the migration check and pytest"
+	@echo "make bench  run the benchmarks in tests/benchmarks and print their ratios"
+
+$(VENV)/.installed: pyproject.toml
+	@if [ -z "$(PYTHON)" ]; then \
+		echo "kvconsole needs Python 3.13 or 3.12, and neither python3.13 nor python3.12 is on PATH." >&2; \
+		echo "Install one (for example 'pyenv install 3.13') and run make again." >&2; exit 1; fi
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 12) else 1)' || { \
+		echo "$(PYTHON) is older than Python 3.12; kvconsole needs 3.13 or 3.12." >&2; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@touch $@
+
+run: $(VENV)/.installed
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py demo --url http://$(HOST):$(PORT)/
+	$(PY) manage.py runserver $(HOST):$(PORT)
+
+lint: $(VENV)/.installed
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy .
+	$(PY) manage.py makemigrations --check --dry-run
+
+test: lint
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(PY) -m pytest tests/benchmarks -o addopts="-p no:cacheprovider" -q -s
+
+clean:
+	rm -rf $(VENV)

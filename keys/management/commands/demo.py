@@ -1,0 +1,87 @@
+"""`python manage.py demo`: demo data and an admin login for a development deployment.
+
+Re-runnable: it only adds what is missing and never deletes or replaces anything.
+"""
+
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandParser
+
+from accounts.models import User
+from accounts.services import system_principal
+from keys import selectors as key_selectors
+from keys import services as key_services
+from vaults import selectors as vault_selectors
+from vaults import services as vault_services
+from vaults.activity import request_context
+from vaults.models import Face
+
+GROUP, VAULT = "demo-rg", "demo-vault"
+DEMO_KEYS: dict[str, dict[str, Any]] = {
+    "demo-rsa": {"kty": "RSA", "size": 2048},
+    "demo-ec": {"kty": "EC", "curve": "P-256"},
+    "demo-oct": {"kty": "oct", "size": 256},
+}
+
+
+class Command(BaseCommand):
+    help = "Create demo data (a resource group, a vault, three keys) and an admin login."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--url", default="http://127.0.0.1:8000/", help="Where the site runs.")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        actor = system_principal(name="system:demo")
+        with request_context(face=Face.CLI):
+            self._demo_data(actor)
+        username, password = self._admin_login()
+        url = options["url"].rstrip("/")
+        vault = vault_selectors.vault_list(actor=actor).get(name=VAULT)
+        self.stdout.write(
+            "\n"
+            f"  Console      {url}/\n"
+            f"  Admin        {url}/admin/\n"
+            f"  Login        {username} / {password}\n"
+            f"  Demo vault   {VAULT} ({vault.uri})\n"
+            f"  CLI          .venv/bin/python manage.py kv key list --vault-name {VAULT} -o table\n"
+        )
+
+    def _demo_data(self, actor: User) -> None:
+        if not vault_selectors.resource_group_list(actor=actor).filter(name=GROUP).exists():
+            vault_services.resource_group_create(actor=actor, name=GROUP, location="westeurope")
+        if not vault_selectors.vault_list(actor=actor).filter(name=VAULT).exists():
+            vault_services.vault_create(
+                actor=actor, name=VAULT, resource_group=GROUP, tags={"purpose": "demo"}
+            )
+        vault = vault_selectors.vault_list(actor=actor).get(name=VAULT)
+        existing = set(
+            key_selectors.key_list(actor=actor, vault=vault).values_list("name", flat=True)
+        )
+        for name, spec in DEMO_KEYS.items():
+            if name not in existing:
+                key_services.key_create(actor=actor, vault_name=VAULT, name=name, **spec)
+
+    def _admin_login(self) -> tuple[str, str]:
+        """The admin's name and password: from the environment, or generated once into var/."""
+        username = os.environ.get("KVCONSOLE_ADMIN_USERNAME", "admin")
+        password = os.environ.get("KVCONSOLE_ADMIN_PASSWORD")
+        stored = Path(settings.VAR_DIR) / "admin-password"
+        if password is None:
+            if not stored.exists():
+                descriptor = os.open(stored, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(descriptor, "w") as handle:
+                    handle.write(secrets.token_urlsafe(12))
+            password = stored.read_text().strip()
+        user = User.objects.filter(username=username).first()
+        if user is None:
+            User.objects.create_superuser(username=username, password=password, email="")
+        elif os.environ.get("KVCONSOLE_ADMIN_PASSWORD"):
+            user.set_password(password)
+            user.save(update_fields=["password"])
+        elif not user.check_password(password):
+            return username, "(unchanged: the password was changed after it was generated)"
+        return username, password
