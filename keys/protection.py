@@ -184,7 +184,9 @@ def unprotect(kty: str, protected: ProtectedMaterial, *, aad: bytes) -> crypto.M
         return crypto.load_private_bytes(
             kty, _open(data_key, bytes(protected.sealed_material), aad)
         )
-    except InvalidTag:
+    # BadParameter: the material opened but does not load as the row's key type (kty is
+    # not in the AAD). Either way the store is at fault, not the caller's request.
+    except (InvalidTag, BadParameter):
         raise ImproperlyConfigured(
             "Stored key material failed its integrity check: it was modified or moved."
         ) from None

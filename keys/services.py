@@ -414,6 +414,8 @@ def key_create(
     tags: dict[str, str] | None = None,
 ) -> KeyVersion:
     """Generate a key (or a new version of an existing one) with Azure's defaults."""
+    # Named first, so that a refusal of the parameters is recorded against the key.
+    _describe_key(vault_name, name)
     _refuse_hsm(kty)
     spec = crypto.KeySpec.parse(kty, size=size, curve=curve)
     if public_exponent not in (None, 65537):
@@ -451,6 +453,7 @@ def key_import(
     tags: dict[str, str] | None = None,
 ) -> KeyVersion:
     """Import private material from a JWK or PEM; an existing name gets a new version."""
+    _describe_key(vault_name, name)
     if (jwk is None) == (pem is None):
         raise BadParameter("Give the key to import either as a JWK or as PEM, not both.")
     if jwk is not None:
@@ -572,6 +575,7 @@ def key_rotate(*, actor: User, vault_name: str, name: str) -> KeyVersion:
 @operation(Operation.KEY_REVERT)
 def key_revert(*, actor: User, vault_name: str, name: str, version: str) -> KeyVersion:
     """A new current version that carries the material of an earlier version."""
+    _describe_key(vault_name, name)
     if not version:
         raise BadParameter("Name the version to revert to.")
     source = _version(actor, Action.KEY_ROTATE, vault_name, name, version)
@@ -707,7 +711,8 @@ def _read_backup(blob: bytes) -> dict[str, Any]:
 @operation(Operation.KEY_RESTORE)
 def key_restore(*, actor: User, vault_name: str, blob: bytes) -> KeyVersion:
     """Restore a backup, with its original version ids, into a vault of this deployment."""
-    vault = vault_lookup(vault_name, as_target=False)
+    # The vault is the target until the blob names the key.
+    vault = vault_lookup(vault_name)
     authorize(actor, Action.KEY_RESTORE, vault)
     payload = _read_backup(blob)
     name = _clean_key_name(payload["name"])
@@ -716,8 +721,9 @@ def key_restore(*, actor: User, vault_name: str, blob: bytes) -> KeyVersion:
         f"There was a conflict restoring the key {name}: a key with this name already exists "
         "in the vault, live or soft-deleted. Purge or rename it, or restore into another vault.",
     )
-    if _keys_named(vault.name, name).exists():
-        raise conflict
+    existing = _keys_named(vault.name, name).first()
+    if existing is not None:
+        raise _deleted_conflict(existing.name) if existing.is_deleted else conflict
     restored = [
         (entry, crypto.load_private_bytes(entry["kty"], crypto.b64url_decode(entry["material"])))
         for entry in payload["versions"]

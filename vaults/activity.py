@@ -23,9 +23,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import CharField
 from django.utils import timezone
 
 from accounts.models import User
@@ -116,7 +117,9 @@ def atomic() -> Iterator[None]:
     with transaction.atomic():
         yield
         _append(pending, Result.SUCCESS, pending.status_code, "")
-        pending.recorded = True
+    # Only once committed: a failed COMMIT (a deferred constraint, a lost connection) rolls
+    # the success entry back with the change, and the failure must then be recorded instead.
+    pending.recorded = True
 
 
 def operation[F: Callable[..., Any]](name: Operation) -> Callable[[F], F]:
@@ -158,8 +161,8 @@ def _append(pending: _Pending, result: str, status_code: int, message: str) -> N
         actor_display=actor.display_name,
         actor_kind=actor.kind,
         operation=pending.operation,
-        resource_group=pending.resource_group,
-        vault_name=pending.vault_name,
+        resource_group=_within(pending.resource_group, "resource_group"),
+        vault_name=_within(pending.vault_name, "vault_name"),
         target=pending.target[:400],
         result=result,
         status_code=status_code,
@@ -171,6 +174,13 @@ def _append(pending: _Pending, result: str, status_code: int, message: str) -> N
     )
     entry.client_ip = _CLIENT_IP_FIELD.get_prep_value(entry.client_ip)
     _insert_chained(entry)
+
+
+def _within(name: str, column: str) -> str:
+    """`name` if it fits its column: names are described before they are validated, and
+    one too long for the column cannot name a real group or vault (the target keeps it)."""
+    limit = cast("CharField[str, str]", ActivityEntry._meta.get_field(column)).max_length
+    return name if limit is None or len(name) <= limit else ""
 
 
 _CLIENT_IP_FIELD = ActivityEntry._meta.get_field("client_ip")
@@ -306,7 +316,8 @@ def verify_chain(*, anchor: tuple[int, str] | None = None, chunk_size: int = 500
     """
     expected_seq, previous_hash, before_previous_hash = 1, GENESIS_HASH, ""
     checked = 0
-    anchor_seen = anchor is None
+    # The head of an empty log, (0, GENESIS_HASH), is an anchor every log extends.
+    anchor_seen = anchor is None or tuple(anchor) == (0, GENESIS_HASH)
 
     def report(seq: int, problem: str) -> ChainReport:
         return ChainReport(False, checked, expected_seq - 1, previous_hash, seq, problem)
@@ -331,5 +342,5 @@ def verify_chain(*, anchor: tuple[int, str] | None = None, chunk_size: int = 500
         checked += 1
     if not anchor_seen:
         assert anchor is not None
-        return report(anchor[0], f"entries up to the anchor {anchor[0]} were deleted")
+        return report(expected_seq, f"entries {expected_seq} to {anchor[0]} were deleted")
     return ChainReport(True, checked, expected_seq - 1, previous_hash)

@@ -19,15 +19,23 @@ from .validation import clean_location, clean_resource_group_name, clean_tags, c
 MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 7, 90
 
 
-def _resource_group(name: str) -> ResourceGroup:
-    activity.describe(resource_group=name, target=f"resourceGroups/{name}")
+def _resource_group(name: str, *, as_target: bool = True) -> ResourceGroup:
+    """A resource group by name, ignoring case; with `as_target`, what the operation is
+    recorded against (otherwise only its scope, as for a vault being created in it)."""
+    if as_target:
+        activity.describe(resource_group=name, target=f"resourceGroups/{name}")
+    else:
+        activity.describe(resource_group=name)
     try:
         group = ResourceGroup.objects.get(name__iexact=name)
     except ResourceGroup.DoesNotExist:
         raise NotFound(
             f"Resource group '{name}' could not be found.", code="ResourceGroupNotFound"
         ) from None
-    activity.describe(group)
+    if as_target:
+        activity.describe(group)
+    else:
+        activity.describe(resource_group=group.name)
     return group
 
 
@@ -148,7 +156,7 @@ def vault_create(
 ) -> Vault:
     """Create a vault; its name is unique across the deployment, soft-deleted vaults included."""
     activity.describe(vault=name.lower(), target=f"vaults/{name.lower()}")
-    group = _resource_group(resource_group)
+    group = _resource_group(resource_group, as_target=False)
     authorize(actor, Action.VAULT_WRITE, group)
     vault = Vault(
         name=clean_vault_name(name),
@@ -168,7 +176,10 @@ def vault_create(
         with activity.atomic():
             vault.save()
     except IntegrityError:
-        raise _vault_name_taken(Vault.objects.get(name=vault.name)) from None
+        existing = Vault.objects.filter(name=vault.name).first()
+        if existing is None:  # not the name: e.g. the resource group went meanwhile
+            raise
+        raise _vault_name_taken(existing) from None
     return vault
 
 
