@@ -13,8 +13,9 @@ from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from vaults.models import Vault
 
-KEY_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}$")
-VERSION_ID = re.compile(r"^[0-9a-f]{32}$")
+# \Z, not $: the database checks use these patterns, and $ allows a trailing newline.
+KEY_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}\Z")
+VERSION_ID = re.compile(r"^[0-9a-f]{32}\Z")
 KEY_OPERATIONS = ("encrypt", "decrypt", "sign", "verify", "wrapKey", "unwrapKey")
 
 
@@ -71,7 +72,6 @@ class KeyVersion(models.Model):
         IMPORTED = "imported", "Imported"
         ROTATED = "rotated", "Rotated"
         REVERTED = "reverted", "Reverted to an earlier version"
-        RESTORED = "restored", "Restored from backup"
 
     key = models.ForeignKey(Key, on_delete=models.CASCADE, related_name="versions")
     version = models.CharField(max_length=32, default=new_version_id)

@@ -1,6 +1,7 @@
 """Reads of keys and versions, filtered by what the actor may see."""
 
 from django.db.models import QuerySet
+from django.db.models.functions import Lower
 
 from accounts.models import User
 from vaults.models import Vault
@@ -16,7 +17,7 @@ def key_list(*, actor: User, vault: Vault, deleted: bool = False, q: str = "") -
     )
     if q:
         keys = keys.filter(name__icontains=q)
-    return visible(actor, keys.order_by("name"))
+    return visible(actor, keys.order_by(Lower("name")))
 
 
 def key_version_list(*, actor: User, key: Key) -> QuerySet[KeyVersion]:

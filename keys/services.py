@@ -348,22 +348,11 @@ def _add_version(
     return version
 
 
-def _new_key_version(
-    *,
-    actor: User,
-    action: Action,
-    vault_name: str,
-    name: str,
-    material_source: Any,
-    kty_hint: str,
-    origin: str,
-    key_ops: list[str] | None,
-    enabled: bool,
-    not_before: datetime | None,
-    expires: datetime | None,
-    tags: dict[str, str] | None,
-) -> KeyVersion:
-    """Shared by create and import: a new current version under `name`, new key or not."""
+def _authorize_new_version(actor: User, action: Action, vault_name: str, name: str) -> Vault:
+    """The vault a new version of `name` goes into, once the actor may put it there.
+
+    Authorization comes before any validation, so outsiders learn nothing from refusals.
+    """
     _describe_key(vault_name, name)
     vault = vault_lookup(vault_name, as_target=False)
     existing = _keys_named(vault.name, name).first()
@@ -371,13 +360,22 @@ def _new_key_version(
     _clean_key_name(name)
     if existing is not None and existing.is_deleted:
         raise _deleted_conflict(existing.name)
-    _check_validity(not_before, expires)
-    tags = clean_tags(tags)
-    if kty_hint:
-        key_ops = _clean_key_ops(key_ops, kty_hint)
-    # Generation and parsing are slow; they happen before the write transaction starts.
-    material: crypto.Material = material_source()
-    key_ops = _clean_key_ops(key_ops, material.kty)
+    return vault
+
+
+def _store_new_version(
+    vault: Vault,
+    name: str,
+    material: crypto.Material,
+    *,
+    origin: str,
+    key_ops: list[str],
+    enabled: bool,
+    not_before: datetime | None,
+    expires: datetime | None,
+    tags: dict[str, str],
+) -> KeyVersion:
+    """Write a new current version of `name`, creating the key if it is new."""
     with activity.atomic():
         key = _lock_or_create_key(vault, name)
         version = _add_version(
@@ -414,19 +412,20 @@ def key_create(
     tags: dict[str, str] | None = None,
 ) -> KeyVersion:
     """Generate a key (or a new version of an existing one) with Azure's defaults."""
-    # Named first, so that a refusal of the parameters is recorded against the key.
-    _describe_key(vault_name, name)
+    vault = _authorize_new_version(actor, Action.KEY_CREATE, vault_name, name)
     _refuse_hsm(kty)
     spec = crypto.KeySpec.parse(kty, size=size, curve=curve)
     if public_exponent not in (None, 65537):
         raise BadParameter("Only the public exponent 65537 is supported.")
-    return _new_key_version(
-        actor=actor,
-        action=Action.KEY_CREATE,
-        vault_name=vault_name,
-        name=name,
-        material_source=lambda: crypto.generate(spec),
-        kty_hint=spec.kty,
+    _check_validity(not_before, expires)
+    key_ops = _clean_key_ops(key_ops, spec.kty)
+    tags = clean_tags(tags)
+    # Generation is slow (RSA-4096 takes a second); it runs before the write transaction.
+    material = crypto.generate(spec)
+    return _store_new_version(
+        vault,
+        name,
+        material,
         origin=KeyVersion.Origin.GENERATED,
         key_ops=key_ops,
         enabled=enabled,
@@ -453,40 +452,25 @@ def key_import(
     tags: dict[str, str] | None = None,
 ) -> KeyVersion:
     """Import private material from a JWK or PEM; an existing name gets a new version."""
-    _describe_key(vault_name, name)
+    vault = _authorize_new_version(actor, Action.KEY_IMPORT, vault_name, name)
     if (jwk is None) == (pem is None):
         raise BadParameter("Give the key to import either as a JWK or as PEM, not both.")
-    if jwk is not None:
-        if not isinstance(jwk, dict):
-            raise BadParameter("The key must be a JSON Web Key object.")
-        _refuse_hsm(str(jwk.get("kty", "")), hsm)
-        if key_ops is None and "key_ops" in jwk:
-            key_ops = jwk["key_ops"]
-        return _new_key_version(
-            actor=actor,
-            action=Action.KEY_IMPORT,
-            vault_name=vault_name,
-            name=name,
-            material_source=lambda: crypto.import_jwk(jwk),
-            kty_hint="",
-            origin=KeyVersion.Origin.IMPORTED,
-            key_ops=key_ops,
-            enabled=enabled,
-            not_before=not_before,
-            expires=expires,
-            tags=tags,
-        )
-    _refuse_hsm(None, hsm)
-    assert pem is not None
-    return _new_key_version(
-        actor=actor,
-        action=Action.KEY_IMPORT,
-        vault_name=vault_name,
-        name=name,
-        material_source=lambda: crypto.import_pem(pem, pem_password),
-        kty_hint="",
+    if jwk is not None and not isinstance(jwk, dict):
+        raise BadParameter("The key must be a JSON Web Key object.")
+    _refuse_hsm(str(jwk.get("kty", "")) if jwk else None, hsm)
+    if jwk is not None and key_ops is None and "key_ops" in jwk:
+        key_ops = jwk["key_ops"]
+    _check_validity(not_before, expires)
+    tags = clean_tags(tags)
+    material = (
+        crypto.import_jwk(jwk) if jwk is not None else crypto.import_pem(pem or b"", pem_password)
+    )
+    return _store_new_version(
+        vault,
+        name,
+        material,
         origin=KeyVersion.Origin.IMPORTED,
-        key_ops=key_ops,
+        key_ops=_clean_key_ops(key_ops, material.kty),
         enabled=enabled,
         not_before=not_before,
         expires=expires,
@@ -581,6 +565,12 @@ def key_revert(*, actor: User, vault_name: str, name: str, version: str) -> KeyV
     source = _version(actor, Action.KEY_ROTATE, vault_name, name, version)
     if source.is_current:
         raise BadParameter(f"Version {source.version} is already the current version.")
+    # A version is usually disabled because it must not be used again (compromise,
+    # retirement); reverting must not quietly bring its material back.
+    if not source.enabled:
+        raise BadParameter(
+            f"Version {source.version} is disabled; enable it first to revert to it."
+        )
     material = _material(source)
     with activity.atomic():
         key = _lock_or_create_key(source.key.vault, source.key.name)
@@ -891,6 +881,15 @@ def master_key_rotate(
                 pending.select_related("key__vault").select_for_update(of=("self",))[:batch_size]
             )
             if not batch:
+                # Drop the retired keys only while no new version can be written, so none
+                # is sealed under a retired key between this check and the keyring change.
+                # SQLite's BEGIN IMMEDIATE already excludes other writers.
+                if connection.vendor == "postgresql":
+                    with connection.cursor() as cursor:
+                        cursor.execute(f"LOCK TABLE {KeyVersion._meta.db_table} IN SHARE MODE")
+                if pending.exists():
+                    continue
+                protection.finish_master_key_rotation(keyring)
                 break
             for version in batch:
                 version.wrapped_data_key = protection.rewrap_data_key(
@@ -905,5 +904,4 @@ def master_key_rotate(
         rewrapped += len(batch)
         if progress is not None:
             progress(rewrapped, total)
-    protection.finish_master_key_rotation(keyring)
     return MasterKeyRotation(keyring.primary, rewrapped, resumed)

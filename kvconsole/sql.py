@@ -8,7 +8,7 @@ the same converters the ORM applies, so callers still work with models.
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 from django.db import connection, models
 
@@ -18,7 +18,9 @@ Converter = Callable[[Any, Any, Any], Any]
 def columns(model: type[models.Model], alias: str) -> str:
     """The select list for every concrete field of `model`, in field order."""
     quote = connection.ops.quote_name
-    return ", ".join(f"{alias}.{quote(field.column)}" for field in model._meta.concrete_fields)
+    return ", ".join(
+        f"{alias}.{quote(cast(str, field.column))}" for field in model._meta.concrete_fields
+    )
 
 
 @functools.cache
@@ -43,7 +45,8 @@ def hydrate[M: models.Model](model: type[M], values: Sequence[Any]) -> M:
         for converter in converters:
             value = converter(value, column, connection)
         converted.append(value)
-    return model.from_db(connection.alias, None, converted)
+    field_names = [field.attname for field in model._meta.concrete_fields]
+    return model.from_db(connection.alias, field_names, converted)
 
 
 def field_count(model: type[models.Model]) -> int:

@@ -34,6 +34,15 @@ def key_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     settings.KVCONSOLE_MASTER_KEY_FILE, settings.KVCONSOLE_BACKUP_KEY_FILE = original
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hashing() -> Iterator[None]:
+    # Personas get passwords; the default PBKDF2 costs about a second each.
+    original = settings.PASSWORD_HASHERS
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    yield
+    settings.PASSWORD_HASHERS = original
+
+
 @pytest.fixture(autouse=True)
 def _empty_material_cache() -> Iterator[None]:
     material_cache.clear()

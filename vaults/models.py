@@ -10,10 +10,11 @@ from django.db.models.functions import Lower
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 # Azure's naming rules. Vault names become DNS labels, so they are lower-case here and
-# compared case-insensitively by lower-casing input before lookups.
-RESOURCE_GROUP_NAME = re.compile(r"^[-\w.()]{1,90}(?<!\.)$")
-VAULT_NAME = re.compile(r"^(?!.*--)[a-z][a-z0-9-]{1,22}[a-z0-9]$")
-LOCATION_NAME = re.compile(r"^[a-z0-9]{1,64}$")
+# compared case-insensitively by lower-casing input before lookups. \Z, not $: the
+# database checks use these patterns too, and $ would let a trailing newline through.
+RESOURCE_GROUP_NAME = re.compile(r"^[-\w.()]{1,90}(?<!\.)\Z")
+VAULT_NAME = re.compile(r"^(?!.*--)[a-z][a-z0-9-]{1,22}[a-z0-9]\Z")
+LOCATION_NAME = re.compile(r"^[a-z0-9]{1,64}\Z")
 MAX_TAGS = 15
 MAX_TAG_LENGTH = 256
 

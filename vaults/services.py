@@ -19,23 +19,29 @@ from .validation import clean_location, clean_resource_group_name, clean_tags, c
 MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 7, 90
 
 
-def _resource_group(name: str, *, as_target: bool = True) -> ResourceGroup:
-    """A resource group by name, ignoring case; with `as_target`, what the operation is
-    recorded against (otherwise only its scope, as for a vault being created in it)."""
+def _resource_group(
+    actor: User, action: Action, name: str, *, as_target: bool = True
+) -> ResourceGroup:
+    """A resource group by name (ignoring case) on which `actor` may perform `action`.
+
+    Only those who could see every group learn that one does not exist; everyone else
+    gets the same Forbidden for a missing group as for one they have no rights on.
+    With `as_target` the group is what the operation is recorded against; otherwise only
+    its scope, as for a vault being created in it.
+    """
     if as_target:
         activity.describe(resource_group=name, target=f"resourceGroups/{name}")
     else:
         activity.describe(resource_group=name)
-    try:
-        group = ResourceGroup.objects.get(name__iexact=name)
-    except ResourceGroup.DoesNotExist:
-        raise NotFound(
-            f"Resource group '{name}' could not be found.", code="ResourceGroupNotFound"
-        ) from None
+    group = ResourceGroup.objects.filter(name__iexact=name).first()
+    if group is None:
+        authorize(actor, action, DEPLOYMENT)
+        raise NotFound(f"Resource group '{name}' could not be found.", code="ResourceGroupNotFound")
     if as_target:
         activity.describe(group)
     else:
         activity.describe(resource_group=group.name)
+    authorize(actor, action, group)
     return group
 
 
@@ -105,8 +111,7 @@ def resource_group_create(
 @operation(Operation.RESOURCE_GROUP_PATCH)
 def resource_group_update(*, actor: User, name: str, tags: dict[str, str]) -> ResourceGroup:
     """Replace a resource group's tags."""
-    group = _resource_group(name)
-    authorize(actor, Action.RESOURCE_GROUP_WRITE, group)
+    group = _resource_group(actor, Action.RESOURCE_GROUP_WRITE, name)
     group.tags = clean_tags(tags)
     with activity.atomic():
         group.save(update_fields=["tags", "updated_at"])
@@ -115,8 +120,7 @@ def resource_group_update(*, actor: User, name: str, tags: dict[str, str]) -> Re
 
 @operation(Operation.RESOURCE_GROUP_GET)
 def resource_group_get(*, actor: User, name: str) -> ResourceGroup:
-    group = _resource_group(name)
-    authorize(actor, Action.RESOURCE_GROUP_READ, group)
+    group = _resource_group(actor, Action.RESOURCE_GROUP_READ, name)
     return group
 
 
@@ -128,8 +132,7 @@ def resource_group_list(*, actor: User) -> QuerySet[ResourceGroup]:
 @operation(Operation.RESOURCE_GROUP_DELETE)
 def resource_group_delete(*, actor: User, name: str) -> None:
     """Delete an empty resource group; vaults, even soft-deleted ones, keep it alive."""
-    group = _resource_group(name)
-    authorize(actor, Action.RESOURCE_GROUP_DELETE, group)
+    group = _resource_group(actor, Action.RESOURCE_GROUP_DELETE, name)
     vault_count = group.vaults.count()
     if vault_count:
         raise Conflict(
@@ -156,8 +159,7 @@ def vault_create(
 ) -> Vault:
     """Create a vault; its name is unique across the deployment, soft-deleted vaults included."""
     activity.describe(vault=name.lower(), target=f"vaults/{name.lower()}")
-    group = _resource_group(resource_group, as_target=False)
-    authorize(actor, Action.VAULT_WRITE, group)
+    group = _resource_group(actor, Action.VAULT_WRITE, resource_group, as_target=False)
     vault = Vault(
         name=clean_vault_name(name),
         resource_group=group,
@@ -240,7 +242,7 @@ def vault_get(*, actor: User, name: str) -> Vault:
 @operation(Operation.VAULT_LIST)
 def vault_list(*, actor: User, resource_group: str | None = None) -> QuerySet[Vault]:
     if resource_group:
-        authorize(actor, Action.VAULT_READ, _resource_group(resource_group))
+        _resource_group(actor, Action.VAULT_READ, resource_group)
     return selectors.vault_list(actor=actor, resource_group=resource_group)
 
 

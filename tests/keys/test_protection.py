@@ -160,12 +160,6 @@ def keyring_document(path: Path) -> dict[str, Any]:
 # --- fixtures ------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    """The persona factories set passwords; the default PBKDF2 costs ~1 s per persona."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture(scope="module")
 def rsa_jwk() -> dict[str, Any]:
     """One RSA key for the module, as an importable JWK: generating RSA is slow."""

@@ -201,12 +201,6 @@ def ec_private_jwk(key: ec.EllipticCurvePrivateKey) -> dict[str, Any]:
 # --- fixtures ------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    """The persona factories set passwords; the default PBKDF2 costs ~1 s per persona."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture(scope="module")
 def rsa_private() -> rsa.RSAPrivateKey:
     """One RSA key for the module: generating RSA dominates the runtime."""

@@ -22,12 +22,6 @@ TABLE = ActivityEntry._meta.db_table
 MakeKey = Callable[..., KeyVersion]
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    # The factories give every persona a password; the default hasher takes a second each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def log() -> list[ActivityEntry]:
     return list(ActivityEntry.objects.order_by("seq"))
 
@@ -729,7 +723,7 @@ def test_verify_detects_a_modified_field(chain: list[ActivityEntry]) -> None:
 def test_verify_detects_any_modified_column(
     chain: list[ActivityEntry], column: str, value: Any
 ) -> None:
-    sql(f"UPDATE log SET {column} = %s WHERE seq = 6", [value])  # noqa: S608
+    sql(f"UPDATE log SET {column} = %s WHERE seq = 6", [value])
     report = verify_chain()
     assert (report.ok, report.first_bad_seq) == (False, 6)
     assert report.problem == "entry 6 was modified"
@@ -743,7 +737,7 @@ def rehash(seq: int, **changes: Any) -> ActivityEntry:
     entry.hash = entry_hash(entry)
     assignments = ", ".join(f"{name} = %s" for name in [*changes, "hash"])
     sql(
-        f"UPDATE log SET {assignments} WHERE seq = %s",  # noqa: S608
+        f"UPDATE log SET {assignments} WHERE seq = %s",
         [*changes.values(), entry.hash, seq],
     )
     return entry

@@ -28,12 +28,6 @@ pytestmark = pytest.mark.django_db
 MakeKey = Callable[..., KeyVersion]
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    # admin_client and the personas get passwords; the default hasher takes a second each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def versions(make_key: MakeKey) -> list[KeyVersion]:
     """An EC key and a symmetric key with two versions (cheap to generate)."""

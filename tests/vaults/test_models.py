@@ -19,12 +19,6 @@ from vaults.models import ActivityEntry, ResourceGroup, Vault
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    # The personas get passwords; the default hasher takes a second each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 def refused(model: Any, **fields: Any) -> None:
     """Assert the database refuses to insert a row with `fields`."""
     with pytest.raises(IntegrityError), transaction.atomic():

@@ -17,12 +17,6 @@ from vaults.models import ResourceGroup, Vault
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings: Any) -> None:
-    # The factories give every persona a password; the default hasher takes a second each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 MakeKey = Callable[..., KeyVersion]
 
 
