@@ -1532,6 +1532,37 @@ def test_revert_to_the_current_version_is_refused(make_key, system, vault):
     assert last_entry().target == key_target(vault, "k", current.version)
 
 
+def test_revert_to_a_disabled_version_is_refused(make_key, system, vault):
+    first = make_key("k", kty="EC")
+    current = make_key("k", kty="EC")
+    services.key_update(
+        actor=system, vault_name=vault.name, name="k", version=first.version, enabled=False
+    )
+
+    with pytest.raises(BadParameter, match="disabled"):
+        services.key_revert(actor=system, vault_name=vault.name, name="k", version=first.version)
+
+    assert KeyVersion.objects.count() == 2
+    assert Key.objects.get().current_version_id == current.pk
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"kty": "RSA-HSM"}, {"kty": "RSA", "size": 1024}, {"kty": "EC", "key_ops": ["wrapKey"]}],
+)
+def test_outsider_is_refused_before_parameters_are_checked(outsider, vault, options):
+    with pytest.raises(Forbidden):
+        services.key_create(actor=outsider, vault_name=vault.name, name="k", **options)
+    assert not Key.objects.exists()
+
+
+def test_key_list_orders_names_ignoring_case(make_key, system, vault):
+    for name in ("beta", "Alpha", "Gamma"):
+        make_key(name, kty="EC")
+    listed = services.key_list(actor=system, vault_name=vault.name)
+    assert [key.name for key in listed] == ["Alpha", "beta", "Gamma"]
+
+
 def test_revert_without_a_version_is_refused(make_key, system, vault):
     make_key("k", kty="EC")
 

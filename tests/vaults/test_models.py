@@ -260,3 +260,25 @@ def test_activity_queryset_refuses_delete(entries: list[ActivityEntry]) -> None:
     with pytest.raises(PermissionError):
         ActivityEntry.objects.filter(seq=1).delete()
     assert ActivityEntry.objects.count() == 2
+
+
+@pytest.mark.parametrize(
+    ("model", "fields"),
+    [
+        (ResourceGroup, {"name": "rg\n", "location": "westeurope"}),
+        (Vault, {"name": "abc\n", "location": "westeurope"}),
+    ],
+)
+def test_database_refuses_names_with_a_trailing_newline(
+    group: ResourceGroup, model: Any, fields: dict[str, Any]
+) -> None:
+    if model is Vault:
+        fields = {**fields, "resource_group": group}
+    refused(model, **fields)
+
+
+def test_database_refuses_key_names_and_versions_with_a_trailing_newline(vault: Vault) -> None:
+    refused(Key, vault=vault, name="k\n")
+    key = Key.objects.create(vault=vault, name="k")
+    with pytest.raises(IntegrityError), transaction.atomic():
+        make_version(key, version="0" * 32 + "\n")

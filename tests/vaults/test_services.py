@@ -717,6 +717,26 @@ def test_only_deployment_principals_may_call_services(
     assert snapshot() == before
 
 
+@pytest.mark.parametrize("persona", ["outsider", "application"])
+@pytest.mark.parametrize(
+    ("service", "arguments"),
+    [
+        (services.resource_group_get, {"name": "no-such-rg"}),
+        (services.resource_group_delete, {"name": "no-such-rg"}),
+        (services.vault_create, {"name": "new-vault", "resource_group": "no-such-rg"}),
+        (services.vault_list, {"resource_group": "no-such-rg"}),
+    ],
+)
+def test_outsiders_cannot_tell_a_missing_resource_group_from_a_forbidden_one(
+    request: pytest.FixtureRequest,
+    persona: str,
+    service: Callable[..., Any],
+    arguments: dict[str, Any],
+) -> None:
+    with pytest.raises(Forbidden):
+        service(actor=request.getfixturevalue(persona), **arguments)
+
+
 @pytest.mark.usefixtures("estate")
 @pytest.mark.parametrize("persona", ["outsider", "application"])
 def test_unscoped_lists_show_outsiders_nothing(
