@@ -23,6 +23,7 @@ from keys import protection, services, shapes
 from keys.crypto import Material
 from keys.models import Key, KeyVersion
 from keys.protection import MaterialCache, ProtectedMaterial, material_cache
+from kvconsole.errors import BadParameter, KeyDisabled
 from tests.factories import VaultFactory
 from vaults import services as vault_services
 from vaults.models import ActivityEntry, Vault
@@ -449,7 +450,7 @@ def test_master_key_rotation_rewraps_soft_deleted_keys_and_vaults(
 def test_master_key_rotation_refuses_a_batch_size_below_one(rotation_estate, fresh_keyring, system):
     before = fresh_keyring.read_bytes()
 
-    with pytest.raises(services.BadParameter):
+    with pytest.raises(BadParameter):
         services.master_key_rotate(actor=system, batch_size=0)
 
     assert fresh_keyring.read_bytes() == before
@@ -556,7 +557,7 @@ def test_cache_hit_still_checks_the_database(make_key, system, vault):
     # Disabled behind the service's back: the cached material must not be used.
     KeyVersion.objects.filter(pk=version.pk).update(enabled=False)
 
-    with pytest.raises(services.KeyDisabled):
+    with pytest.raises(KeyDisabled):
         sign(system, version)
 
 

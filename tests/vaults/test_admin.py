@@ -14,7 +14,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import User
-from keys import crypto
+from keys import crypto, protection
 from keys import services as key_services
 from keys.models import Key, KeyVersion
 from kvconsole.admin import CappedCountPaginator
@@ -160,7 +160,13 @@ def encodings(data: bytes) -> list[str]:
 
 def secrets_of(version: KeyVersion) -> dict[str, bytes]:
     version.refresh_from_db()
-    material = key_services._material(version)
+    material = protection.unprotect(
+        version.kty,
+        protection.ProtectedMaterial(
+            version.master_key_id, version.wrapped_data_key, version.sealed_material
+        ),
+        aad=version.storage_aad,
+    )
     return {
         "sealed": bytes(version.sealed_material),
         "wrapped": bytes(version.wrapped_data_key),
