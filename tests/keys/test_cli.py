@@ -3,9 +3,6 @@
 import base64
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import uuid
 from io import StringIO
 from pathlib import Path
@@ -18,6 +15,7 @@ from django.core.management import CommandError, call_command
 
 from accounts.models import User
 from keys.models import Key, KeyVersion
+from tests.processes import make_deployment, run_kv
 from vaults.models import ActivityEntry
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -302,29 +300,7 @@ def test_master_key_rotate_through_cli(cli_vault: str, fresh_keyring: Path) -> N
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """A separate development deployment on disk: its own database file and key files."""
-    directory = tmp_path_factory.mktemp("deployment")
-    env = {
-        **os.environ,
-        "KVCONSOLE_VAR_DIR": str(directory),
-        "KVCONSOLE_SQLITE_PATH": str(directory / "db.sqlite3"),
-        "DJANGO_SETTINGS_MODULE": "kvconsole.settings",
-    }
-    env.pop("KVCONSOLE_MASTER_KEY_FILE", None)
-    env.pop("KVCONSOLE_BACKUP_KEY_FILE", None)
-    subprocess.run([sys.executable, "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-    return env
-
-
-def run_kv(deployment: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "manage.py", "kv", *args],
-        cwd=ROOT,
-        env=deployment,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return make_deployment(tmp_path_factory.mktemp("deployment"))
 
 
 def test_subprocess_flow_exit_codes_and_stderr(deployment: dict[str, str]) -> None:

@@ -1,0 +1,109 @@
+"""`kv master-key rotate` killed with SIGKILL half-way, then run again, as real processes."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.processes import ROOT, make_deployment, manage_py, run_kv
+
+VERSIONS = 1000
+
+SETUP = f"""
+from accounts.services import system_principal
+from keys import services as keys
+from vaults import services as vaults
+actor = system_principal(name="system:setup")
+vaults.resource_group_create(actor=actor, name="rg", location="westeurope")
+vaults.vault_create(actor=actor, name="rotation", resource_group="rg")
+keys.key_create(actor=actor, vault_name="rotation", name="k", kty="EC")
+for _ in range({VERSIONS} - 1):
+    keys.key_rotate(actor=actor, vault_name="rotation", name="k")
+"""
+
+
+def versions_by_master_key(database: Path) -> dict[str, int]:
+    with sqlite3.connect(database) as connection:
+        rows = connection.execute(
+            "SELECT master_key_id, COUNT(*) FROM keys_keyversion GROUP BY master_key_id"
+        ).fetchall()
+    return dict(rows)
+
+
+def all_version_ids(database: Path) -> list[str]:
+    with sqlite3.connect(database) as connection:
+        return [row[0] for row in connection.execute("SELECT version FROM keys_keyversion")]
+
+
+def signs(deployment: dict[str, str], version: str) -> bool:
+    result = run_kv(
+        deployment,
+        "key", "sign", "--vault-name", "rotation", "--name", "k", "--version", version,
+        "--algorithm", "ES256", "--digest", "A" * 43 + "=",
+    )  # fmt: skip
+    return result.returncode == 0
+
+
+@pytest.mark.slow
+def test_rotation_killed_midway_keeps_every_key_usable_and_resumes(tmp_path: Path) -> None:
+    deployment = make_deployment(tmp_path)
+    subprocess.run(
+        manage_py("shell", "-c", SETUP), cwd=ROOT, env=deployment, check=True, timeout=300
+    )
+    database, keyring_file = tmp_path / "db.sqlite3", tmp_path / "master-keys.json"
+    original = json.loads(keyring_file.read_text())["primary"]
+    assert versions_by_master_key(database) == {original: VERSIONS}
+
+    rotation = subprocess.Popen(
+        manage_py("kv", "master-key", "rotate", "--batch-size", "1"),
+        cwd=ROOT,
+        env=deployment,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    new_primary, done = None, 0
+    while time.monotonic() < deadline and rotation.poll() is None:
+        keyring = json.loads(keyring_file.read_text())
+        if keyring["primary"] != original:
+            new_primary = keyring["primary"]
+            done = versions_by_master_key(database).get(new_primary, 0)
+            if done >= 20:
+                rotation.send_signal(signal.SIGKILL)
+                break
+        time.sleep(0.005)
+    rotation.wait(timeout=30)
+    assert rotation.returncode == -signal.SIGKILL, "the rotation finished before it was killed"
+
+    # Killed half-way: both master keys are still in the keyring and every version opens.
+    keyring = json.loads(keyring_file.read_text())
+    assert set(keyring["keys"]) == {original, new_primary}
+    split = versions_by_master_key(database)
+    assert split[original] > 0
+    assert split[new_primary] >= done
+    assert sum(split.values()) == VERSIONS
+    with sqlite3.connect(database) as connection:
+        on_old = connection.execute(
+            "SELECT version FROM keys_keyversion WHERE master_key_id = ? LIMIT 1", [original]
+        ).fetchone()[0]
+        on_new = connection.execute(
+            "SELECT version FROM keys_keyversion WHERE master_key_id = ? LIMIT 1", [new_primary]
+        ).fetchone()[0]
+    assert signs(deployment, on_old)
+    assert signs(deployment, on_new)
+
+    resumed = run_kv(deployment, "master-key", "rotate", "--batch-size", "50")
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary == {
+        "primaryKeyId": new_primary,
+        "rewrapped": split[original],
+        "resumed": True,
+    }
+    assert json.loads(keyring_file.read_text())["keys"].keys() == {new_primary}
+    assert versions_by_master_key(database) == {new_primary: VERSIONS}
+    assert all(signs(deployment, version) for version in all_version_ids(database)[::250])
