@@ -78,6 +78,7 @@ def test_rotation_killed_midway_keeps_every_key_usable_and_resumes(tmp_path: Pat
         time.sleep(0.005)
     rotation.wait(timeout=30)
     assert rotation.returncode == -signal.SIGKILL, "the rotation finished before it was killed"
+    assert new_primary is not None
 
     # Killed half-way: both master keys are still in the keyring and every version opens.
     keyring = json.loads(keyring_file.read_text())
