@@ -38,8 +38,11 @@ lint: $(VENV)/.installed
 test: lint
 	$(PY) -m pytest
 
+# Benchmarks use a database file (WAL mode), as a deployment does, not an in-memory one.
 bench: $(VENV)/.installed
-	$(PY) -m pytest tests/benchmarks -o addopts="-p no:cacheprovider" -q -s
+	mkdir -p var
+	KVCONSOLE_TEST_SQLITE_PATH=$(CURDIR)/var/bench.sqlite3 \
+		$(PY) -m pytest tests/benchmarks -o addopts="-p no:cacheprovider" -q -s
 
 clean:
 	rm -rf $(VENV)

@@ -25,7 +25,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import CharField
 from django.utils import timezone
 
@@ -234,25 +234,26 @@ def _insert_chained(entry: ActivityEntry) -> None:
     appends side by side; two that read the same head collide on the seq primary key and
     the loser retries. Inside a caller's transaction that retry needs a savepoint.
     """
+    db = connections[DEFAULT_DB_ALIAS]
     params = [
-        field.get_db_prep_save(getattr(entry, field.attname), connection)
-        for field in _payload_columns()
+        field.get_db_prep_save(getattr(entry, field.attname), db) for field in _payload_columns()
     ] + [entry_payload(entry)]
-    needs_savepoint = connection.vendor == "postgresql" and connection.in_atomic_block
+    needs_savepoint = db.vendor == "postgresql" and db.in_atomic_block
     for attempt in range(_INSERT_ATTEMPTS):
         try:
             if needs_savepoint:
-                with transaction.atomic(), connection.cursor() as cursor:
+                with transaction.atomic(), db.cursor() as cursor:
                     cursor.execute(_append_sql(), params)
             else:
-                with connection.cursor() as cursor:
+                with db.cursor() as cursor:
                     cursor.execute(_append_sql(), params)
             return
         except IntegrityError:
-            if connection.vendor != "postgresql" or attempt == _INSERT_ATTEMPTS - 1:
+            if db.vendor != "postgresql" or attempt == _INSERT_ATTEMPTS - 1:
                 raise
 
 
+@functools.cache
 def _payload_columns() -> list[Any]:
     return [ActivityEntry._meta.get_field(name) for name in _PAYLOAD_FIELDS]
 

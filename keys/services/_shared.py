@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Final
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
@@ -129,18 +129,17 @@ def _live_version(vault_name: str, name: str, version: str | None) -> KeyVersion
     an ORM query with three joins on each call (see kvconsole/sql.py).
     """
     params = [vault_name.lower(), name.lower()] + ([version.lower()] if version else [])
-    with connection.cursor() as cursor:
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
         cursor.execute(_live_version_sql(bool(version)), params)
         row = cursor.fetchone()
     if row is None:
         return None
-    cuts = [0]
-    for model in (KeyVersion, Key, Vault, ResourceGroup):
-        cuts.append(cuts[-1] + sql.field_count(model))
-    found = sql.hydrate(KeyVersion, row[cuts[0] : cuts[1]])
-    key = sql.hydrate(Key, row[cuts[1] : cuts[2]])
-    vault = sql.hydrate(Vault, row[cuts[2] : cuts[3]])
-    vault.resource_group = sql.hydrate(ResourceGroup, row[cuts[3] : cuts[4]])
+    found, key, vault, group = sql.hydrate(row, KeyVersion, Key, Vault, ResourceGroup)
+    assert isinstance(found, KeyVersion)
+    assert isinstance(key, Key)
+    assert isinstance(vault, Vault)
+    assert isinstance(group, ResourceGroup)
+    vault.resource_group = group
     key.vault = vault
     found.key = key
     return found

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from django.db import connection
+from django.db import connection, transaction
 from django.test import Client
 from django.utils import timezone
 
@@ -24,6 +24,9 @@ from vaults.activity import GENESIS_HASH, chain_hash, entry_payload
 from vaults.models import ActivityEntry, Operation, Result
 
 SMALL, LARGE = 1_000, 1_000_000
+# Few enough actors and vaults, and enough refusals, that every filtered page is a full page
+# of 50 rows on the small log too: the comparison is of the same page, not of fewer rows.
+ACTORS, VAULTS = 10, 10
 BATCH = 20_000
 PAGES = {
     "first page": "",
@@ -60,14 +63,14 @@ def fill(upto: int, state: dict[str, Any]) -> None:
             seq=seq,
             time=start + timedelta(seconds=seq * 30),
             actor_oid=uuid.UUID(int=rng.getrandbits(128)),
-            actor_name=f"app-{rng.randrange(50)}",
+            actor_name=f"app-{rng.randrange(ACTORS)}",
             actor_display="",
             actor_kind="application",
             operation=rng.choice(operations),
             resource_group="bench-rg",
-            vault_name=f"bench-{rng.randrange(20)}",
-            target=f"vaults/bench-{rng.randrange(20)}/keys/k{rng.randrange(100)}",
-            result=Result.FORBIDDEN if rng.random() < 0.02 else Result.SUCCESS,
+            vault_name=f"bench-{rng.randrange(VAULTS)}",
+            target=f"vaults/bench-{rng.randrange(VAULTS)}/keys/k{rng.randrange(100)}",
+            result=Result.FORBIDDEN if rng.random() < 0.1 else Result.SUCCESS,
             status_code=200,
             message="",
             duration_ms=round(rng.random() * 5, 3),
@@ -87,11 +90,11 @@ def fill(upto: int, state: dict[str, Any]) -> None:
         )
         state["seq"], state["hash"] = seq, entry.hash
         if len(rows) == BATCH:
-            with connection.cursor() as cursor:
+            with transaction.atomic(), connection.cursor() as cursor:
                 cursor.executemany(sql, rows)
             rows.clear()
     if rows:
-        with connection.cursor() as cursor:
+        with transaction.atomic(), connection.cursor() as cursor:
             cursor.executemany(sql, rows)
 
 
@@ -111,9 +114,9 @@ def page_times(client: Client) -> dict[str, float]:
     return results
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
 def test_activity_changelist_on_a_million_entries_within_3x_of_a_thousand() -> None:
-    for number in range(20):
+    for number in range(VAULTS):
         VaultFactory.create(name=f"bench-{number}")
     client = Client()
     client.force_login(SuperuserFactory.create())
