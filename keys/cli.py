@@ -3,6 +3,7 @@
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,25 +104,22 @@ def _register_keys(commands: Any) -> None:
     restore.add_argument("--vault-name", required=True)
     restore.add_argument("--file", "-f", type=Path, required=True)
 
-    for name, handler in (("encrypt", _encrypt), ("decrypt", _decrypt)):
-        parser = _key_parser(commands, name, handler, f"{name.title()} with a key.", version=True)
+    for name, (service, inputs, help_text) in _CRYPTO_COMMANDS.items():
+        parser = _key_parser(
+            commands, name, _crypto_handler(service, inputs), help_text, version=True
+        )
         parser.add_argument("--algorithm", "-a", required=True)
-        parser.add_argument("--value", type=base64_bytes, required=True, help="Base64 data.")
-        parser.add_argument("--iv", type=base64_bytes, help="Base64 IV (AES-CBC; GCM decrypt).")
-        parser.add_argument("--aad", type=base64_bytes, help="Base64 additional data (AES-GCM).")
-        if name == "decrypt":
-            parser.add_argument("--tag", type=base64_bytes, help="Base64 tag (AES-GCM).")
-    sign = _key_parser(commands, "sign", _sign, "Sign a digest.", version=True)
-    sign.add_argument("--algorithm", "-a", required=True)
-    sign.add_argument("--digest", type=base64_bytes, required=True, help="Base64 digest.")
+        for option in inputs.values():
+            parser.add_argument(
+                f"--{option}",
+                type=base64_bytes,
+                required=option in _REQUIRED_INPUTS,
+                help=_INPUT_HELP[option],
+            )
     verify = _key_parser(commands, "verify", _verify, "Verify a signature.", version=True)
     verify.add_argument("--algorithm", "-a", required=True)
-    verify.add_argument("--digest", type=base64_bytes, required=True)
-    verify.add_argument("--signature", type=base64_bytes, required=True)
-    for name, handler in (("wrap", _wrap), ("unwrap", _unwrap)):
-        parser = _key_parser(commands, name, handler, f"{name.title()} a key.", version=True)
-        parser.add_argument("--algorithm", "-a", required=True)
-        parser.add_argument("--value", type=base64_bytes, required=True, help="Base64 key.")
+    verify.add_argument("--digest", type=base64_bytes, required=True, help=_INPUT_HELP["digest"])
+    verify.add_argument("--signature", type=base64_bytes, required=True, help="Base64 signature.")
 
 
 def _bundle(version: KeyVersion) -> dict[str, Any]:
@@ -309,48 +307,48 @@ def _restore(run: Invocation) -> Any:
     )
 
 
-def _encrypt(run: Invocation) -> Any:
-    options = run.options
-    result = services.key_encrypt(
-        actor=run.actor,
-        vault_name=options.vault_name,
-        name=options.name,
-        version=options.version,
-        algorithm=options.algorithm,
-        plaintext=options.value,
-        iv=options.iv,
-        aad=options.aad,
-    )
-    return shapes.operation_result(result, result.version.key.vault.uri)
+# Each operation: the service, its byte inputs (service parameter -> CLI option), its help.
+_CRYPTO_COMMANDS: dict[str, tuple[Callable[..., services.OperationResult], dict[str, str], str]] = {
+    "encrypt": (
+        services.key_encrypt,
+        {"plaintext": "value", "iv": "iv", "aad": "aad"},
+        "Encrypt with a key.",
+    ),
+    "decrypt": (
+        services.key_decrypt,
+        {"ciphertext": "value", "iv": "iv", "tag": "tag", "aad": "aad"},
+        "Decrypt with a key.",
+    ),
+    "sign": (services.key_sign, {"digest": "digest"}, "Sign a digest."),
+    "wrap": (services.key_wrap, {"key": "value"}, "Wrap a key."),
+    "unwrap": (services.key_unwrap, {"encrypted_key": "value"}, "Unwrap a key."),
+}
+_REQUIRED_INPUTS = {"value", "digest"}
+_INPUT_HELP = {
+    "value": "Base64 data.",
+    "digest": "Base64 digest.",
+    "iv": "Base64 IV (AES-CBC; GCM decrypt).",
+    "tag": "Base64 tag (AES-GCM decrypt).",
+    "aad": "Base64 additional authenticated data (AES-GCM).",
+}
 
 
-def _decrypt(run: Invocation) -> Any:
-    options = run.options
-    result = services.key_decrypt(
-        actor=run.actor,
-        vault_name=options.vault_name,
-        name=options.name,
-        version=options.version,
-        algorithm=options.algorithm,
-        ciphertext=options.value,
-        iv=options.iv,
-        tag=options.tag,
-        aad=options.aad,
-    )
-    return shapes.operation_result(result, result.version.key.vault.uri)
+def _crypto_handler(
+    service: Callable[..., services.OperationResult], inputs: dict[str, str]
+) -> Callable[[Invocation], Any]:
+    def handle(run: Invocation) -> Any:
+        options = run.options
+        result = service(
+            actor=run.actor,
+            vault_name=options.vault_name,
+            name=options.name,
+            version=options.version,
+            algorithm=options.algorithm,
+            **{parameter: getattr(options, option) for parameter, option in inputs.items()},
+        )
+        return shapes.operation_result(result, result.version.key.vault.uri)
 
-
-def _sign(run: Invocation) -> Any:
-    options = run.options
-    result = services.key_sign(
-        actor=run.actor,
-        vault_name=options.vault_name,
-        name=options.name,
-        version=options.version,
-        algorithm=options.algorithm,
-        digest=options.digest,
-    )
-    return shapes.operation_result(result, result.version.key.vault.uri)
+    return handle
 
 
 def _verify(run: Invocation) -> Any:
@@ -365,32 +363,6 @@ def _verify(run: Invocation) -> Any:
         signature=options.signature,
     )
     return {"value": result.valid}
-
-
-def _wrap(run: Invocation) -> Any:
-    options = run.options
-    result = services.key_wrap(
-        actor=run.actor,
-        vault_name=options.vault_name,
-        name=options.name,
-        version=options.version,
-        algorithm=options.algorithm,
-        key=options.value,
-    )
-    return shapes.operation_result(result, result.version.key.vault.uri)
-
-
-def _unwrap(run: Invocation) -> Any:
-    options = run.options
-    result = services.key_unwrap(
-        actor=run.actor,
-        vault_name=options.vault_name,
-        name=options.name,
-        version=options.version,
-        algorithm=options.algorithm,
-        encrypted_key=options.value,
-    )
-    return shapes.operation_result(result, result.version.key.vault.uri)
 
 
 def _master_key_rotate(run: Invocation) -> Any:

@@ -496,3 +496,14 @@ def test_database_file_holds_no_private_material(
     for secret in secrets:
         for encoding in _encodings(secret):
             assert encoding not in stored
+
+
+def test_wrap_and_unwrap_through_cli(cli_vault: str) -> None:
+    kv("key", "create", "--vault-name", cli_vault, "--name", "kek", "--kty", "oct")
+    data_key = os.urandom(32)
+    wrapped = kv("key", "wrap", "--vault-name", cli_vault, "--name", "kek",
+                 "--algorithm", "A256KW", "--value", b64(data_key))  # fmt: skip
+    assert len(base64.urlsafe_b64decode(wrapped["value"] + "==")) == 40
+    unwrapped = kv("key", "unwrap", "--vault-name", cli_vault, "--name", "kek",
+                   "--algorithm", "A256KW", f"--value={wrapped['value']}")  # fmt: skip
+    assert base64.urlsafe_b64decode(unwrapped["value"] + "==") == data_key
