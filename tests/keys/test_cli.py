@@ -3,6 +3,7 @@
 import base64
 import hashlib
 import json
+import os
 import uuid
 from io import StringIO
 from pathlib import Path
