@@ -1068,3 +1068,22 @@ def test_b64url_matches_the_base64_module(length: int) -> None:
 def test_b64url_decode_of_empty_is_empty() -> None:
     assert crypto.b64url_decode("") == b""
     assert crypto.b64url_encode(b"") == ""
+
+
+def test_the_engine_imports_no_django() -> None:
+    """The crypto engine is pure: importing it loads no Django module."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    check = (
+        "import sys, keys.crypto; print(sorted(m for m in sys.modules if m.startswith('django')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", check],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert result.stdout.strip() == "[]"
