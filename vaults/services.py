@@ -45,11 +45,15 @@ def _resource_group(
     return group
 
 
-def vault_lookup(name: str, *, deleted: bool = False, as_target: bool = True) -> Vault:
+def vault_lookup(
+    name: str, *, actor: User, action: Action, deleted: bool = False, as_target: bool = True
+) -> Vault:
     """A live (or soft-deleted) vault by name; NotFound names the vault as Azure does.
 
-    With `as_target`, the vault becomes what the running operation is recorded against;
-    operations on something inside the vault keep their own, more precise target.
+    Only actors who could see every vault learn that one does not exist; the caller
+    authorizes what it does with a vault that does. With `as_target`, the vault becomes
+    what the running operation is recorded against; operations on something inside the
+    vault keep their own, more precise target.
     """
     if as_target:
         activity.describe(vault=name.lower(), target=f"vaults/{name.lower()}")
@@ -58,6 +62,7 @@ def vault_lookup(name: str, *, deleted: bool = False, as_target: bool = True) ->
             name=name.lower(), deleted_at__isnull=not deleted
         )
     except Vault.DoesNotExist:
+        authorize(actor, action, DEPLOYMENT)
         if deleted:
             message = f"Deleted vault '{name}' was not found."
             raise NotFound(message, code="DeletedVaultNotFound") from None
@@ -208,33 +213,53 @@ def vault_update(
     retention_days: int | None = None,
 ) -> Vault:
     """Change a vault's mutable properties; retention is fixed and purge protection one-way."""
-    vault = vault_lookup(name)
+    vault = vault_lookup(name, actor=actor, action=Action.VAULT_WRITE)
     authorize(actor, Action.VAULT_WRITE, vault)
-    if retention_days is not None and retention_days != vault.soft_delete_retention_days:
-        raise BadParameter(
-            "softDeleteRetentionInDays is fixed when the vault is created and cannot be changed."
-        )
-    if purge_protection is False and vault.purge_protection:
-        raise BadParameter("Purge protection cannot be turned off once it is enabled.")
+    changes: dict[str, Any] = {}
     if tags is not None:
-        vault.tags = clean_tags(tags)
+        changes["tags"] = clean_tags(tags)
     if sku is not None:
-        vault.sku = _choice(sku, Vault.Sku, "sku")
-    if purge_protection:
-        vault.purge_protection = True
+        changes["sku"] = _choice(sku, Vault.Sku, "sku")
+    if purge_protection is not None:
+        changes["purge_protection"] = bool(purge_protection)
     if permission_model is not None:
-        vault.permission_model = _choice(permission_model, Vault.PermissionModel, "permissionModel")
-    # Only the mutable properties: a full save would undo a delete committed meanwhile.
-    with activity.atomic():
-        vault.save(
-            update_fields=["tags", "sku", "purge_protection", "permission_model", "updated_at"]
+        changes["permission_model"] = _choice(
+            permission_model, Vault.PermissionModel, "permissionModel"
         )
+    with activity.atomic():
+        # Read again under a lock and write only what this call changes: a concurrent
+        # change (turning purge protection on, a delete) must not be undone.
+        vault = _lock_vault(vault)
+        if retention_days is not None and retention_days != vault.soft_delete_retention_days:
+            raise BadParameter(
+                "softDeleteRetentionInDays is fixed when the vault is created and cannot be "
+                "changed."
+            )
+        if vault.purge_protection and changes.get("purge_protection") is False:
+            raise BadParameter("Purge protection cannot be turned off once it is enabled.")
+        for field, value in changes.items():
+            setattr(vault, field, value)
+        vault.save(update_fields=[*changes, "updated_at"])
     return vault
+
+
+def _lock_vault(vault: Vault, *, deleted: bool = False) -> Vault:
+    """`vault` read again and locked inside the caller's transaction, still live (or still
+    soft-deleted): what was checked before the transaction may have changed since."""
+    locked = (
+        Vault.objects.select_for_update(of=("self",))
+        .select_related("resource_group")
+        .filter(pk=vault.pk, deleted_at__isnull=not deleted)
+        .first()
+    )
+    if locked is None:
+        raise NotFound(f"Vault '{vault.name}' was not found.", code="VaultNotFound")
+    return locked
 
 
 @operation(Operation.VAULT_GET)
 def vault_get(*, actor: User, name: str) -> Vault:
-    vault = vault_lookup(name)
+    vault = vault_lookup(name, actor=actor, action=Action.VAULT_READ)
     authorize(actor, Action.VAULT_READ, vault)
     return vault
 
@@ -249,7 +274,7 @@ def vault_list(*, actor: User, resource_group: str | None = None) -> QuerySet[Va
 @operation(Operation.VAULT_DELETE)
 def vault_delete(*, actor: User, name: str, force: bool = False) -> Vault:
     """Soft-delete a vault for its retention period; one holding keys needs `force`."""
-    vault = vault_lookup(name)
+    vault = vault_lookup(name, actor=actor, action=Action.VAULT_DELETE)
     authorize(actor, Action.VAULT_DELETE, vault)
     key_count = vault.keys.filter(deleted_at__isnull=True).count()
     if key_count and not force:
@@ -258,27 +283,29 @@ def vault_delete(*, actor: User, name: str, force: bool = False) -> Vault:
             "deletion to soft-delete the vault with its keys.",
             code="VaultNotEmpty",
         )
-    now = timezone.now()
-    vault.deleted_at = now
-    vault.scheduled_purge_at = now + timedelta(days=vault.soft_delete_retention_days)
     with activity.atomic():
+        vault = _lock_vault(vault)
+        now = timezone.now()
+        vault.deleted_at = now
+        vault.scheduled_purge_at = now + timedelta(days=vault.soft_delete_retention_days)
         vault.save(update_fields=["deleted_at", "scheduled_purge_at", "updated_at"])
     return vault
 
 
 @operation(Operation.VAULT_LIST_DELETED)
 def vault_list_deleted(*, actor: User) -> QuerySet[Vault]:
-    authorize(actor, Action.DELETED_VAULT_READ, DEPLOYMENT)
+    """Soft-deleted vaults the actor may see; like every list, filtered rather than refused."""
     return selectors.vault_list(actor=actor, deleted=True)
 
 
 @operation(Operation.VAULT_RECOVER)
 def vault_recover(*, actor: User, name: str) -> Vault:
     """Bring a soft-deleted vault back, with its keys, as it was."""
-    vault = vault_lookup(name, deleted=True)
+    vault = vault_lookup(name, actor=actor, action=Action.VAULT_RECOVER, deleted=True)
     authorize(actor, Action.VAULT_RECOVER, vault)
-    vault.deleted_at = vault.scheduled_purge_at = None
     with activity.atomic():
+        vault = _lock_vault(vault, deleted=True)
+        vault.deleted_at = vault.scheduled_purge_at = None
         vault.save(update_fields=["deleted_at", "scheduled_purge_at", "updated_at"])
     return vault
 
@@ -286,16 +313,17 @@ def vault_recover(*, actor: User, name: str) -> Vault:
 @operation(Operation.VAULT_PURGE)
 def vault_purge(*, actor: User, name: str) -> None:
     """Destroy a soft-deleted vault and every key in it, for good."""
-    vault = vault_lookup(name, deleted=True)
+    vault = vault_lookup(name, actor=actor, action=Action.VAULT_PURGE, deleted=True)
     authorize(actor, Action.VAULT_PURGE, vault)
-    assert vault.scheduled_purge_at is not None
-    if vault.purge_protection and timezone.now() < vault.scheduled_purge_at:
-        raise Forbidden(
-            f'Operation "purge" is not allowed because purge protection is enabled for vault '
-            f"'{vault.name}'; it cannot be purged before its scheduled purge date, "
-            f"{vault.scheduled_purge_at:%Y-%m-%d %H:%M} UTC.",
-            inner_code="PurgeProtected",
-        )
     activity.describe(status_code=204)
     with activity.atomic():
+        # Locked and checked again: a recover that just committed must not be undone.
+        vault = _lock_vault(vault, deleted=True)
+        assert vault.scheduled_purge_at is not None
+        if vault.purge_protection and timezone.now() < vault.scheduled_purge_at:
+            raise Forbidden(
+                'Operation "purge" is not allowed because purge protection is enabled for '
+                f"vault '{vault.name}'; it cannot be purged before its scheduled purge date, "
+                f"{vault.scheduled_purge_at:%Y-%m-%d %H:%M} UTC."
+            )
         vault.delete()

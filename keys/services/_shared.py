@@ -4,7 +4,7 @@ writing new versions."""
 import functools
 from datetime import datetime
 from enum import Enum
-from typing import Final
+from typing import Final, NoReturn
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
 from django.db.models import QuerySet
@@ -59,18 +59,37 @@ def describe_key(vault_name: str, name: str, version: str | None = None) -> None
     activity.describe(vault=vault_name.lower(), target=target)
 
 
-def raise_not_found(
-    actor: User, action: Action, vault_name: str, name: str, *, deleted: bool
-) -> None:
-    """Raise the right NotFound, after making sure the actor may know the key is absent."""
-    authorize(actor, action, vault_lookup(vault_name, as_target=False))
+def key_not_found(name: str, *, deleted: bool) -> NotFound:
     if deleted:
-        raise NotFound(f"Deleted Key not found: {name}", code="KeyNotFound")
-    raise NotFound(
+        return NotFound(f"Deleted Key not found: {name}", code="KeyNotFound")
+    return NotFound(
         f"A key with (name/id) {name} was not found in this key vault. If you recently "
         "deleted this key you may be able to recover it using the correct recovery command.",
         code="KeyNotFound",
     )
+
+
+def raise_not_found(
+    actor: User, action: Action, vault_name: str, name: str, *, deleted: bool
+) -> NoReturn:
+    """Raise the right NotFound, after making sure the actor may know the key is absent."""
+    vault = vault_lookup(vault_name, actor=actor, action=action, as_target=False)
+    authorize(actor, action, vault)
+    raise key_not_found(name, deleted=deleted)
+
+
+def lock_key(key: Key, *, deleted: bool = False) -> Key:
+    """`key` read again and locked inside the caller's transaction, still live (or still
+    soft-deleted): what was checked before the transaction may have changed since."""
+    locked = (
+        Key.objects.select_for_update(of=("self",))
+        .select_related("vault__resource_group", "current_version")
+        .filter(pk=key.pk, deleted_at__isnull=not deleted, vault__deleted_at=None)
+        .first()
+    )
+    if locked is None:
+        raise key_not_found(key.name, deleted=deleted)
+    return locked
 
 
 def keys_named(vault_name: str, name: str) -> QuerySet[Key]:
@@ -89,7 +108,6 @@ def resolve_key(
     key = keys_named(vault_name, name).filter(deleted_at__isnull=not deleted).first()
     if key is None:
         raise_not_found(actor, action, vault_name, name, deleted=deleted)
-    assert key is not None
     activity.describe(key)
     authorize(actor, action, key)
     return key
@@ -153,7 +171,6 @@ def resolve_version(
     found = _live_version(vault_name, name, version)
     if found is None:
         raise_not_found(actor, action, vault_name, name, deleted=False)
-    assert found is not None
     activity.describe(found)
     authorize(actor, action, found)
     return found
@@ -242,7 +259,7 @@ def loaded_material(version: KeyVersion) -> crypto.Material:
 # --- creating versions ---------------------------------------------------------------------
 
 
-def lock_or_create_key(vault: Vault, name: str) -> Key:
+def _lock_or_create_key(vault: Vault, name: str) -> Key:
     """The key row for `name`, locked for a new version, created if it does not exist yet."""
     key = keys_named(vault.name, name).select_for_update(of=("self",)).first()
     if key is None:
@@ -325,7 +342,7 @@ def authorize_new_version(actor: User, action: Action, vault_name: str, name: st
     Authorization comes before any validation, so outsiders learn nothing from refusals.
     """
     describe_key(vault_name, name)
-    vault = vault_lookup(vault_name, as_target=False)
+    vault = vault_lookup(vault_name, actor=actor, action=action, as_target=False)
     existing = keys_named(vault.name, name).first()
     authorize(actor, action, existing or vault)
     clean_key_name(name)
@@ -348,7 +365,7 @@ def store_new_version(
 ) -> KeyVersion:
     """Write a new current version of `name`, creating the key if it is new."""
     with activity.atomic():
-        key = lock_or_create_key(vault, name)
+        key = _lock_or_create_key(vault, name)
         version = add_version(
             key,
             material,

@@ -33,9 +33,6 @@ from ._shared import (
 _BACKUP_FORMAT = 1
 
 
-# --- backup and restore --------------------------------------------------------------------
-
-
 def _timestamp(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
@@ -93,7 +90,7 @@ def _read_backup(blob: bytes) -> dict[str, Any]:
 def key_restore(*, actor: User, vault_name: str, blob: bytes) -> KeyVersion:
     """Restore a backup, with its original version ids, into a vault of this deployment."""
     # The vault is the target until the blob names the key.
-    vault = vault_lookup(vault_name)
+    vault = vault_lookup(vault_name, actor=actor, action=Action.KEY_RESTORE)
     authorize(actor, Action.KEY_RESTORE, vault)
     payload = _read_backup(blob)
     name = clean_key_name(payload["name"])

@@ -29,15 +29,14 @@ from ._shared import (
     check_validity,
     clean_key_ops,
     describe_key,
+    key_not_found,
     loaded_material,
-    lock_or_create_key,
+    lock_key,
     refuse_hsm,
     resolve_key,
     resolve_version,
     store_new_version,
 )
-
-# --- key lifecycle -------------------------------------------------------------------------
 
 
 @operation(Operation.KEY_CREATE)
@@ -132,7 +131,7 @@ def key_get(*, actor: User, vault_name: str, name: str, version: str | None = No
 @operation(Operation.KEY_LIST)
 def key_list(*, actor: User, vault_name: str) -> QuerySet[Key]:
     """The vault's live keys with their current versions, by name."""
-    vault = vault_lookup(vault_name)
+    vault = vault_lookup(vault_name, actor=actor, action=Action.KEY_READ)
     authorize(actor, Action.KEY_READ, vault)
     return selectors.key_list(actor=actor, vault=vault)
 
@@ -158,25 +157,36 @@ def key_update(
 ) -> KeyVersion:
     """Change a version's attributes; its material never changes."""
     target = resolve_version(actor, Action.KEY_UPDATE, vault_name, name, version)
+    changes: dict[str, Any] = {}
     if enabled is not None:
-        target.enabled = bool(enabled)
+        changes["enabled"] = bool(enabled)
     if not_before is not UNCHANGED:
-        target.not_before = not_before
+        changes["not_before"] = not_before
     if expires is not UNCHANGED:
-        target.expires = expires
-    check_validity(target.not_before, target.expires)
+        changes["expires"] = expires
     if key_ops is not None:
-        target.key_ops = clean_key_ops(key_ops, target.kty)
+        changes["key_ops"] = clean_key_ops(key_ops, target.kty)
     if tags is not None:
-        target.tags = clean_tags(tags)
-    target.updated_at = timezone.now()
+        changes["tags"] = clean_tags(tags)
     with activity.atomic():
-        target.save(
-            update_fields=["enabled", "not_before", "expires", "key_ops", "tags", "updated_at"]
+        # Read again under a lock and write only what this call changes: a concurrent
+        # update of other attributes must not be undone (re-enabling a disabled version).
+        row = (
+            KeyVersion.objects.select_for_update()
+            .filter(pk=target.pk, key__deleted_at=None)
+            .first()
         )
-    if not target.enabled:
-        material_cache.forget([target.pk])
-    return target
+        if row is None:
+            raise key_not_found(target.key.name, deleted=False)
+        for field, value in changes.items():
+            setattr(row, field, value)
+        check_validity(row.not_before, row.expires)
+        row.updated_at = timezone.now()
+        row.save(update_fields=[*changes, "updated_at"])
+    if not row.enabled:
+        material_cache.forget([row.pk])
+    row.key = target.key
+    return row
 
 
 @operation(Operation.KEY_ROTATE)
@@ -189,9 +199,8 @@ def key_rotate(*, actor: User, vault_name: str, name: str) -> KeyVersion:
         crypto.KeySpec.parse(current.kty, current.size, current.curve or None)
     )
     with activity.atomic():
-        key = lock_or_create_key(key.vault, key.name)
         version = add_version(
-            key,
+            lock_key(key),
             material,
             origin=KeyVersion.Origin.ROTATED,
             key_ops=list(current.key_ops),
@@ -204,23 +213,26 @@ def key_rotate(*, actor: User, vault_name: str, name: str) -> KeyVersion:
 @operation(Operation.KEY_REVERT)
 def key_revert(*, actor: User, vault_name: str, name: str, version: str) -> KeyVersion:
     """A new current version that carries the material of an earlier version."""
-    describe_key(vault_name, name)
     if not version:
+        describe_key(vault_name, name)
         raise BadParameter("Name the version to revert to.")
     source = resolve_version(actor, Action.KEY_ROTATE, vault_name, name, version)
     if source.is_current:
         raise BadParameter(f"Version {source.version} is already the current version.")
-    # A version is usually disabled because it must not be used again (compromise,
+    # A version is disabled or left to expire so that it is not used again (compromise,
     # retirement); reverting must not quietly bring its material back.
     if not source.enabled:
         raise BadParameter(
             f"Version {source.version} is disabled; enable it first to revert to it."
         )
+    if source.expires is not None and source.expires <= timezone.now():
+        raise BadParameter(
+            f"Version {source.version} has expired; extend its expiry first to revert to it."
+        )
     material = loaded_material(source)
     with activity.atomic():
-        key = lock_or_create_key(source.key.vault, source.key.name)
         reverted = add_version(
-            key,
+            lock_key(source.key),
             material,
             origin=KeyVersion.Origin.REVERTED,
             source_version=source.version,
@@ -235,10 +247,11 @@ def key_revert(*, actor: User, vault_name: str, name: str, version: str) -> KeyV
 def key_delete(*, actor: User, vault_name: str, name: str) -> Key:
     """Soft-delete every version of a key; the name stays taken until it is purged."""
     key = resolve_key(actor, Action.KEY_DELETE, vault_name, name)
-    now = timezone.now()
-    key.deleted_at = now
-    key.scheduled_purge_at = now + timedelta(days=key.vault.soft_delete_retention_days)
     with activity.atomic():
+        key = lock_key(key)
+        now = timezone.now()
+        key.deleted_at = now
+        key.scheduled_purge_at = now + timedelta(days=key.vault.soft_delete_retention_days)
         key.save(update_fields=["deleted_at", "scheduled_purge_at", "updated_at"])
     material_cache.forget(list(key.versions.values_list("pk", flat=True)))
     return key
@@ -246,7 +259,7 @@ def key_delete(*, actor: User, vault_name: str, name: str) -> Key:
 
 @operation(Operation.KEY_LIST_DELETED)
 def key_list_deleted(*, actor: User, vault_name: str) -> QuerySet[Key]:
-    vault = vault_lookup(vault_name)
+    vault = vault_lookup(vault_name, actor=actor, action=Action.KEY_READ)
     authorize(actor, Action.KEY_READ, vault)
     return selectors.key_list(actor=actor, vault=vault, deleted=True)
 
@@ -260,8 +273,9 @@ def key_get_deleted(*, actor: User, vault_name: str, name: str) -> Key:
 def key_recover(*, actor: User, vault_name: str, name: str) -> KeyVersion:
     """Undo a soft delete; the key comes back with its current version."""
     key = resolve_key(actor, Action.KEY_RECOVER, vault_name, name, deleted=True)
-    key.deleted_at = key.scheduled_purge_at = None
     with activity.atomic():
+        key = lock_key(key, deleted=True)
+        key.deleted_at = key.scheduled_purge_at = None
         key.save(update_fields=["deleted_at", "scheduled_purge_at", "updated_at"])
     current = key.current_version
     assert current is not None
@@ -273,15 +287,16 @@ def key_recover(*, actor: User, vault_name: str, name: str) -> KeyVersion:
 def key_purge(*, actor: User, vault_name: str, name: str) -> None:
     """Destroy a soft-deleted key for good, unless purge protection still holds it."""
     key = resolve_key(actor, Action.KEY_PURGE, vault_name, name, deleted=True)
-    assert key.scheduled_purge_at is not None
-    if key.vault.purge_protection and timezone.now() < key.scheduled_purge_at:
-        raise Forbidden(
-            'Operation "purge" is not allowed because purge protection is enabled for this '
-            "vault; the key cannot be purged before its scheduled purge date, "
-            f"{key.scheduled_purge_at:%Y-%m-%d %H:%M} UTC. Vault: {key.vault.name};"
-            f"location={key.vault.location}",
-            inner_code="PurgeProtected",
-        )
     activity.describe(status_code=204)
     with activity.atomic():
+        # Locked and checked again: a recover that just committed must not be undone.
+        key = lock_key(key, deleted=True)
+        assert key.scheduled_purge_at is not None
+        if key.vault.purge_protection and timezone.now() < key.scheduled_purge_at:
+            raise Forbidden(
+                'Operation "purge" is not allowed because purge protection is enabled for '
+                "this vault; the key cannot be purged before its scheduled purge date, "
+                f"{key.scheduled_purge_at:%Y-%m-%d %H:%M} UTC. Vault: {key.vault.name};"
+                f"location={key.vault.location}"
+            )
         key.delete()

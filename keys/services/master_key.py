@@ -18,8 +18,6 @@ from .. import protection
 from ..models import KeyVersion
 from ..protection import ProtectedMaterial
 
-# --- master key -----------------------------------------------------------------------------
-
 
 @dataclass(frozen=True)
 class MasterKeyRotation:

@@ -36,9 +36,6 @@ class VerifyResult:
     valid: bool
 
 
-# --- cryptographic operations ---------------------------------------------------------------
-
-
 def _prepare(
     actor: User, action: Action, key_op: str, vault_name: str, name: str, version: str | None
 ) -> tuple[KeyVersion, crypto.Material]:

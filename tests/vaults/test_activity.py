@@ -407,7 +407,6 @@ FAILURES: list[tuple[str, Callable[..., Any], dict[str, Any], type[ServiceError]
         "VaultDelete",
         "vaults/live-vault",
     ),
-    ("outsider", services.vault_list_deleted, {}, Forbidden, "VaultListDeleted", ""),
     (
         "system",
         services.vault_recover,
