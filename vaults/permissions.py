@@ -15,6 +15,8 @@ from django.db.models import QuerySet
 from accounts.models import User
 from kvconsole.errors import Forbidden
 
+from .models import ResourceGroup, Vault
+
 
 class Action(StrEnum):
     RESOURCE_GROUP_READ = "Microsoft.Resources/subscriptions/resourceGroups/read"
@@ -75,13 +77,22 @@ def authorize(actor: User, action: Action, obj: Securable) -> None:
     """Raise Forbidden unless `actor` may perform `action` on `obj`."""
     if is_deployment_principal(actor):
         return
-    chain = obj.permission_chain()
-    target = chain[0] if chain else obj
     raise Forbidden(
         f"The user, group or application '{actor.username}' (oid={actor.oid}) does not "
-        f"have permission to perform action '{action}' on '{target}'.",
+        f"have permission to perform action '{action}' on {_scope(obj)}.",
         inner_code="ForbiddenByRbac",
     )
+
+
+def _scope(obj: Securable) -> str:
+    """The vault (or group) a refusal names, as Azure does: never the key itself, so that
+    a refusal reads the same whether or not the key exists."""
+    for item in obj.permission_chain():
+        if isinstance(item, Vault):
+            return f"key vault '{item.name};location={item.location}'"
+        if isinstance(item, ResourceGroup):
+            return f"resource group '{item.name}'"
+    return "this deployment"
 
 
 def visible[M: models.Model](actor: User, queryset: QuerySet[M]) -> QuerySet[M]:

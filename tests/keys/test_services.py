@@ -26,6 +26,7 @@ from keys import protection, services, shapes
 from keys.crypto import Material
 from keys.models import Key, KeyVersion
 from keys.protection import ProtectedMaterial, material_cache
+from keys.services import lifecycle
 from kvconsole.errors import (
     BadParameter,
     Conflict,
@@ -2038,3 +2039,86 @@ def test_rsa_operation_query_budget(
     assert len(inserts) == 1
     assert "activityentry" in inserts[0]["sql"]
     assert version.pk in material_cache
+
+
+# --- refusals that reveal nothing, and changes racing each other ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("service", "arguments"),
+    [
+        (services.key_get, {}),
+        (services.key_sign, {"algorithm": "ES256", "digest": DIGEST}),
+        (services.key_create, {"kty": "EC"}),
+        (services.key_delete, {}),
+    ],
+)
+def test_outsiders_get_the_same_refusal_for_present_and_missing_keys(
+    make_key, outsider, vault, service, arguments
+):
+    make_key("present", kty="EC")
+    refusals = []
+    for name in ("present", "missing"):
+        with pytest.raises(Forbidden) as refused:
+            service(actor=outsider, vault_name=vault.name, name=name, **arguments)
+        refusals.append(refused.value.message)
+    assert refusals[0] == refusals[1]
+    assert vault.name in refusals[0]
+
+
+def test_outsiders_get_forbidden_not_not_found_for_a_missing_vault(outsider):
+    with pytest.raises(Forbidden):
+        services.key_list(actor=outsider, vault_name="no-such-vault")
+    with pytest.raises(Forbidden):
+        services.key_sign(
+            actor=outsider, vault_name="no-such-vault", name="k", algorithm="ES256", digest=DIGEST
+        )
+
+
+def test_update_does_not_undo_a_concurrent_disable(make_key, system, vault, monkeypatch):
+    """Changing tags while someone disables the version must leave it disabled."""
+    created = make_key("k", kty="EC")
+    real_clean_tags = lifecycle.clean_tags
+
+    def disable_meanwhile(tags):
+        KeyVersion.objects.filter(pk=created.pk).update(enabled=False)
+        return real_clean_tags(tags)
+
+    monkeypatch.setattr(lifecycle, "clean_tags", disable_meanwhile)
+    updated = services.key_update(actor=system, vault_name=vault.name, name="k", tags={"a": "b"})
+
+    stored = KeyVersion.objects.get(pk=created.pk)
+    assert (stored.enabled, stored.tags) == (False, {"a": "b"})
+    assert updated.enabled is False
+
+
+def test_purge_does_not_destroy_a_key_recovered_meanwhile(make_key, system, vault, monkeypatch):
+    make_key("k", kty="EC")
+    services.key_delete(actor=system, vault_name=vault.name, name="k")
+    real_resolve = lifecycle.resolve_key
+
+    def recover_meanwhile(*args, **kwargs):
+        key = real_resolve(*args, **kwargs)
+        Key.objects.filter(pk=key.pk).update(deleted_at=None, scheduled_purge_at=None)
+        return key
+
+    monkeypatch.setattr(lifecycle, "resolve_key", recover_meanwhile)
+    with pytest.raises(NotFound):
+        services.key_purge(actor=system, vault_name=vault.name, name="k")
+    assert Key.objects.get().deleted_at is None
+    assert KeyVersion.objects.count() == 1
+
+
+def test_rotate_does_not_bring_back_a_key_purged_meanwhile(make_key, system, vault, monkeypatch):
+    make_key("k", kty="EC")
+    real_generate = lifecycle.crypto.generate
+
+    def purge_meanwhile(spec):
+        Key.objects.all().delete()
+        return real_generate(spec)
+
+    monkeypatch.setattr(lifecycle.crypto, "generate", purge_meanwhile)
+    with pytest.raises(NotFound):
+        services.key_rotate(actor=system, vault_name=vault.name, name="k")
+    assert not Key.objects.exists()
+    assert not KeyVersion.objects.exists()
