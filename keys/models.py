@@ -4,6 +4,8 @@ A version's private material is stored only in protected form (see keys/protecti
 the material sealed under a per-version data key, and that data key wrapped by a master key.
 """
 
+import hashlib
+import json
 import re
 import uuid
 
@@ -126,8 +128,19 @@ class KeyVersion(models.Model):
 
     @property
     def storage_aad(self) -> bytes:
-        """What the sealed material is bound to: it cannot be moved to another row unnoticed."""
-        return f"{self.key.vault.uid}/{self.key.name.lower()}/{self.version}".encode()
+        """What the sealed material is bound to: its place (vault, key, version) and its
+        public half, so it cannot be moved to another row, nor its public key or type be
+        swapped (clients encrypt and verify locally with the public key)."""
+        public = json.dumps(self.public_jwk, sort_keys=True, separators=(",", ":"))
+        return "/".join(
+            [
+                str(self.key.vault.uid),
+                self.key.name.lower(),
+                self.version,
+                self.kty,
+                hashlib.sha256(public.encode()).hexdigest(),
+            ]
+        ).encode()
 
     def permission_chain(self) -> list[models.Model]:
         return self.key.permission_chain()

@@ -11,12 +11,14 @@ touches, so a backup stays restorable for as long as the deployment keeps that k
 """
 
 import base64
+import fcntl
 import json
 import os
 import secrets
 import threading
-import zlib
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -26,7 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from kvconsole.errors import BadParameter
+from kvconsole.errors import BadParameter, Conflict
 
 from . import crypto
 
@@ -56,16 +58,16 @@ class _KeyringFile:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._loaded: tuple[Path, int, Keyring] | None = None
+        self._loaded: tuple[Path, tuple[int, int, int], Keyring] | None = None
 
     def get(self) -> Keyring:
         path = Path(settings.KVCONSOLE_MASTER_KEY_FILE)
         with self._lock:
             try:
-                stamp = path.stat().st_mtime_ns
+                stamp = _stamp(path)
             except FileNotFoundError:
                 _create_development_file(path, _new_keyring_document())
-                stamp = path.stat().st_mtime_ns
+                stamp = _stamp(path)
             if self._loaded is None or self._loaded[:2] != (path, stamp):
                 self._loaded = (path, stamp, _parse_keyring(path))
             return self._loaded[2]
@@ -83,6 +85,28 @@ class _KeyringFile:
 
 
 master_keyring = _KeyringFile()
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    """Changes whenever the file is replaced (a rotation renames a new file into place)."""
+    status = path.stat()
+    return status.st_ino, status.st_mtime_ns, status.st_size
+
+
+@contextmanager
+def rotation_lock() -> Iterator[None]:
+    """Held for a whole master-key rotation: two at once would each add a primary key and
+    the second write would drop the first one's, orphaning what it had re-wrapped."""
+    path = Path(settings.KVCONSOLE_MASTER_KEY_FILE)
+    descriptor = os.open(path.with_name(f"{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise Conflict("Another master-key rotation is running; let it finish.") from None
+        yield
+    finally:
+        os.close(descriptor)
 
 
 def _b64(data: bytes) -> str:
@@ -184,9 +208,7 @@ def unprotect(kty: str, protected: ProtectedMaterial, *, aad: bytes) -> crypto.M
         return crypto.load_private_bytes(
             kty, _open(data_key, bytes(protected.sealed_material), aad)
         )
-    # BadParameter: the material opened but does not load as the row's key type (kty is
-    # not in the AAD). Either way the store is at fault, not the caller's request.
-    except (InvalidTag, BadParameter):
+    except InvalidTag:
         raise ImproperlyConfigured(
             "Stored key material failed its integrity check: it was modified or moved."
         ) from None
@@ -251,7 +273,9 @@ def seal_backup(payload: bytes) -> bytes:
     """An opaque, versioned, authenticated backup blob of `payload`."""
     key_id, key = _backup_key()
     header = _BACKUP_MAGIC + bytes([_BACKUP_FORMAT]) + key_id
-    return header + _seal(key, zlib.compress(payload), header)
+    # Not compressed: the payload mixes caller-chosen text (tags) with key material, and
+    # compression would turn the blob's length into an oracle on that material.
+    return header + _seal(key, payload, header)
 
 
 def open_backup(blob: bytes) -> bytes:
@@ -268,8 +292,8 @@ def open_backup(blob: bytes) -> bytes:
             "where that deployment's backup key is installed."
         )
     try:
-        return zlib.decompress(_open(key, blob[_BACKUP_HEADER_BYTES:], header))
-    except (InvalidTag, zlib.error):
+        return _open(key, blob[_BACKUP_HEADER_BYTES:], header)
+    except InvalidTag:
         raise BadParameter("The key backup is corrupt: it was modified or truncated.") from None
 
 

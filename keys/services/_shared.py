@@ -322,6 +322,11 @@ def add_version(
     )
     if version_id:
         version.version = version_id
+    if connection.vendor == "postgresql":
+        # Declares the write before the material is sealed under the current primary master
+        # key, so a master-key rotation's final check (SHARE lock) waits for it.
+        with connection.cursor() as cursor:
+            cursor.execute(f"LOCK TABLE {KeyVersion._meta.db_table} IN ROW EXCLUSIVE MODE")
     (
         version.master_key_id,
         version.wrapped_data_key,

@@ -17,7 +17,7 @@ from django.core.management import CommandError, call_command
 from accounts.models import User
 from keys.models import Key, KeyVersion
 from tests.processes import make_deployment, run_kv
-from vaults.models import ActivityEntry
+from vaults.models import ActivityEntry, Vault
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -472,15 +472,21 @@ def test_database_file_holds_no_private_material(
     with sqlite3.connect(database) as connection:
         rows = connection.execute(
             "SELECT v.kty, v.version, v.master_key_id, v.wrapped_data_key, v.sealed_material,"
-            " k.name, vault.uid FROM keys_keyversion v JOIN keys_key k ON v.key_id = k.id"
-            " JOIN vaults_vault vault ON k.vault_id = vault.id WHERE vault.name = 'scan-vault'"
+            " v.public_jwk, k.name, vault.uid FROM keys_keyversion v"
+            " JOIN keys_key k ON v.key_id = k.id JOIN vaults_vault vault ON k.vault_id = vault.id"
+            " WHERE vault.name = 'scan-vault'"
         ).fetchall()
     secrets: list[int] = []
-    for kty, version, master_key_id, wrapped, sealed, name, vault_uid in rows:
+    for kty, version, master_key_id, wrapped, sealed, public_jwk, name, vault_uid in rows:
+        # An unsaved row with the stored values, only to compute what the material is bound to.
+        row = KeyVersion(
+            key=Key(vault=Vault(uid=uuid.UUID(vault_uid)), name=name),
+            version=version,
+            kty=kty,
+            public_jwk=json.loads(public_jwk),
+        )
         material = protection.unprotect(
-            kty,
-            protection.ProtectedMaterial(master_key_id, wrapped, sealed),
-            aad=f"{uuid.UUID(vault_uid)}/{name.lower()}/{version}".encode(),
+            kty, protection.ProtectedMaterial(master_key_id, wrapped, sealed), aad=row.storage_aad
         )
         key = material.key
         if isinstance(key, rsa.RSAPrivateKey):

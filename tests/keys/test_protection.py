@@ -23,7 +23,7 @@ from keys import protection, services, shapes
 from keys.crypto import Material
 from keys.models import Key, KeyVersion
 from keys.protection import MaterialCache, ProtectedMaterial, material_cache
-from kvconsole.errors import BadParameter, KeyDisabled
+from kvconsole.errors import BadParameter, Conflict, KeyDisabled
 from tests.factories import VaultFactory
 from vaults import services as vault_services
 from vaults.models import ActivityEntry, Vault
@@ -301,6 +301,26 @@ def test_data_key_swapped_between_versions_of_one_key_fails_to_load(make_key):
 
     with pytest.raises(ImproperlyConfigured):
         protection.unprotect(swapped.kty, protected_of(swapped), aad=swapped.storage_aad)
+
+
+def test_swapped_public_key_fails_to_load(make_key):
+    """Clients encrypt and verify locally with the stored public key: swapping it for one
+    whose private half an attacker holds must break the version, not serve it."""
+    version = make_key("k", kty="EC")
+    other = stored_row(make_key("other", kty="EC"))
+    KeyVersion.objects.filter(pk=version.pk).update(public_jwk=other.public_jwk)
+    swapped = stored_row(version)
+
+    with pytest.raises(ImproperlyConfigured, match="modified or moved"):
+        protection.unprotect(swapped.kty, protected_of(swapped), aad=swapped.storage_aad)
+
+
+def test_a_second_master_key_rotation_at_once_is_refused(make_key, system, fresh_keyring):
+    make_key("k", kty="EC")
+    before = fresh_keyring.read_text()
+    with protection.rotation_lock(), pytest.raises(Conflict, match="rotation is running"):
+        services.master_key_rotate(actor=system)
+    assert fresh_keyring.read_text() == before
 
 
 def test_material_does_not_open_for_another_identity(make_key):
