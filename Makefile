@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
 	$(PY) manage.py demo --url http://$(HOST):$(PORT)/
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	KVCONSOLE_DEBUG=1 $(PY) manage.py runserver $(HOST):$(PORT)
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

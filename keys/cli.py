@@ -66,8 +66,8 @@ def _register_keys(commands: Any) -> None:
     source = imported.add_mutually_exclusive_group(required=True)
     source.add_argument("--file", "-f", type=Path, help="A PEM file or a JWK JSON file.")
     source.add_argument("--pem-file", type=Path)
-    source.add_argument("--pem-string")
-    imported.add_argument("--pem-password")
+    # Key material and passwords come from files only: the command line shows up in `ps`.
+    imported.add_argument("--pem-password-file", type=Path, help="A file holding the password.")
     imported.add_argument("--protection", choices=["software", "hsm"], default="software")
     imported.add_argument("--disabled", type=boolean, default=False)
     _attribute_options(imported)
@@ -159,17 +159,15 @@ def _read(path: Path) -> bytes:
 def _import(run: Invocation) -> Any:
     options = run.options
     jwk, pem = None, None
-    if options.pem_string is not None:
-        pem = options.pem_string.encode()
+    content = _read(options.file or options.pem_file)
+    if options.file is not None and content.lstrip().startswith(b"{"):
+        try:
+            jwk = json.loads(content)
+        except ValueError:
+            raise BadParameter(f"{options.file} is neither PEM nor JWK JSON.") from None
     else:
-        content = _read(options.file or options.pem_file)
-        if options.file is not None and content.lstrip().startswith(b"{"):
-            try:
-                jwk = json.loads(content)
-            except ValueError:
-                raise BadParameter(f"{options.file} is neither PEM nor JWK JSON.") from None
-        else:
-            pem = content
+        pem = content
+    password = options.pem_password_file
     return _bundle(
         services.key_import(
             actor=run.actor,
@@ -177,7 +175,7 @@ def _import(run: Invocation) -> Any:
             name=options.name,
             jwk=jwk,
             pem=pem,
-            pem_password=options.pem_password.encode() if options.pem_password else None,
+            pem_password=_read(password).rstrip(b"\r\n") if password else None,
             hsm=options.protection == "hsm",
             key_ops=options.ops,
             enabled=not options.disabled,

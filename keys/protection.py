@@ -42,6 +42,9 @@ class ProtectedMaterial(NamedTuple):
     wrapped_data_key: bytes | memoryview
     sealed_material: bytes | memoryview
 
+    def __repr__(self) -> str:
+        return f"ProtectedMaterial(master_key_id={self.master_key_id!r})"
+
 
 @dataclass(frozen=True)
 class Keyring:
@@ -66,6 +69,7 @@ class _KeyringFile:
             try:
                 stamp = _stamp(path)
             except FileNotFoundError:
+                _refuse_to_replace_a_lost_keyring(path)
                 _create_development_file(path, _new_keyring_document())
                 stamp = _stamp(path)
             if self._loaded is None or self._loaded[:2] != (path, stamp):
@@ -85,6 +89,18 @@ class _KeyringFile:
 
 
 master_keyring = _KeyringFile()
+
+
+def _refuse_to_replace_a_lost_keyring(path: Path) -> None:
+    """A missing keyring is only made anew for an empty store: with stored versions it was
+    lost, and a fresh one would seal new material beside old material nothing can open."""
+    from .models import KeyVersion
+
+    if KeyVersion.objects.exists():
+        raise ImproperlyConfigured(
+            f"The master key file {path} is missing, but key material is stored under it. "
+            "Restore the file from its backup."
+        )
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:

@@ -6,7 +6,7 @@ import binascii
 import json
 import sys
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +21,8 @@ from accounts.models import User
 class Invocation:
     """One parsed `kv` command: its options and the principal it runs as."""
 
-    options: argparse.Namespace
+    # Options can hold key material or passwords given on the command line.
+    options: argparse.Namespace = field(repr=False)
     actor: User
 
 

@@ -20,7 +20,9 @@ def _development_secret(filename: str, make: Callable[[], str]) -> Path:
     return path
 
 
-DEBUG = os.environ.get("KVCONSOLE_DEBUG", "1") == "1"
+# Off unless asked for: Django's debug pages show a failing request's local variables,
+# which in a key service can be plaintext or digests. `make run` turns it on.
+DEBUG = os.environ.get("KVCONSOLE_DEBUG", "0") == "1"
 
 SECRET_KEY = os.environ.get("KVCONSOLE_SECRET_KEY") or (
     _development_secret("secret-key", lambda: secrets.token_urlsafe(50)).read_text().strip()
@@ -125,9 +127,10 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
-# Development serves from the app directories; the empty root keeps WhiteNoise quiet.
-if DEBUG:
-    STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+# Files are served from the app directories (no collectstatic step); the empty root keeps
+# WhiteNoise from warning that it is missing.
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+WHITENOISE_USE_FINDERS = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -167,11 +170,9 @@ KVCONSOLE_MASTER_KEY_FILE = Path(
 KVCONSOLE_BACKUP_KEY_FILE = Path(
     os.environ.get("KVCONSOLE_BACKUP_KEY_FILE") or VAR_DIR / "backup-key.json"
 )
-# Only a development deployment may create its own key files on first use; production
-# must be given them, or a lost file would silently orphan every stored key.
-KVCONSOLE_GENERATE_KEY_FILES = (
-    os.environ.get("KVCONSOLE_GENERATE_KEY_FILES", "1" if DEBUG else "0") == "1"
-)
+# A development deployment creates its own key files on first use. Anywhere else set this
+# to 0 and provide the files: a lost file that is silently replaced orphans every key.
+KVCONSOLE_GENERATE_KEY_FILES = os.environ.get("KVCONSOLE_GENERATE_KEY_FILES", "1") == "1"
 
 KVCONSOLE_KEY_CACHE_SIZE = int(os.environ.get("KVCONSOLE_KEY_CACHE_SIZE", "1024"))
 KVCONSOLE_MAX_BACKUP_VERSIONS = 500

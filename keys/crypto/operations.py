@@ -1,7 +1,7 @@
 """The Azure Key Vault key algorithms: encrypt, decrypt, sign, verify, wrap and unwrap."""
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, cast
 
 from cryptography.exceptions import InvalidSignature, InvalidTag
@@ -118,7 +118,7 @@ _OPERATION_FAMILIES = {
 
 @dataclass(frozen=True)
 class EncryptResult:
-    ciphertext: bytes
+    ciphertext: bytes = field(repr=False)
     iv: bytes | None = None
     tag: bytes | None = None
 

@@ -514,3 +514,26 @@ def test_wrap_and_unwrap_through_cli(cli_vault: str) -> None:
     unwrapped = kv("key", "unwrap", "--vault-name", cli_vault, "--name", "kek",
                    "--algorithm", "A256KW", f"--value={wrapped['value']}")  # fmt: skip
     assert base64.urlsafe_b64decode(unwrapped["value"] + "==") == data_key
+
+
+def test_import_encrypted_pem_with_a_password_file(cli_vault: str, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = tmp_path / "key.pem"
+    pem.write_bytes(
+        private_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"s3cret"),
+        )
+    )
+    password = tmp_path / "password"
+    password.write_text("s3cret\n")
+    imported = kv("key", "import", "--vault-name", cli_vault, "--name", "enc",
+                  "--pem-file", str(pem), "--pem-password-file", str(password))  # fmt: skip
+    assert b64url_int(imported["key"]["n"]) == private_key.public_key().public_numbers().n
+    password.write_text("wrong")
+    with pytest.raises(CommandError, match=r"\(BadParameter\)"):
+        kv("key", "import", "--vault-name", cli_vault, "--name", "enc2",
+           "--pem-file", str(pem), "--pem-password-file", str(password))  # fmt: skip

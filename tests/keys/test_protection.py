@@ -665,3 +665,20 @@ def test_purging_a_vault_drops_its_versions_from_the_cache(make_key, system, vau
     assert not KeyVersion.objects.filter(pk__in=[version.pk for version in inside]).exists()
     assert all(version.pk not in material_cache for version in inside)
     assert outside.pk in material_cache
+
+
+def test_a_lost_keyring_is_not_silently_replaced(make_key, fresh_keyring):
+    make_key("k", kty="EC")
+    fresh_keyring.unlink()
+    protection.master_keyring._loaded = None
+
+    with pytest.raises(ImproperlyConfigured, match="missing"):
+        protection.master_keyring.get()
+    assert not fresh_keyring.exists()
+
+
+def test_a_keyring_is_created_for_an_empty_store(db, fresh_keyring):
+    keyring = protection.master_keyring.get()
+    assert fresh_keyring.exists()
+    assert stat.S_IMODE(fresh_keyring.stat().st_mode) == 0o600
+    assert list(keyring.keys) == [keyring.primary]
