@@ -18,7 +18,7 @@ from keys import services as key_services
 from vaults import selectors as vault_selectors
 from vaults import services as vault_services
 from vaults.activity import request_context
-from vaults.models import Face
+from vaults.models import Face, Vault
 
 GROUP, VAULT = "demo-rg", "demo-vault"
 DEMO_KEYS: dict[str, dict[str, Any]] = {
@@ -37,33 +37,49 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         actor = system_principal(name="system:demo")
         with request_context(face=Face.CLI):
-            self._demo_data(actor)
+            vault = self._demo_data(actor)
         username, password = self._admin_login()
         url = options["url"].rstrip("/")
-        vault = vault_selectors.vault_list(actor=actor).get(name=VAULT)
         self.stdout.write(
             "\n"
             f"  Console      {url}/\n"
             f"  Admin        {url}/admin/\n"
             f"  Login        {username} / {password}\n"
-            f"  Demo vault   {VAULT} ({vault.uri})\n"
-            f"  CLI          .venv/bin/python manage.py kv key list --vault-name {VAULT} -o table\n"
         )
+        if vault is None:
+            self.stdout.write(
+                f"  Demo vault   {VAULT} is soft-deleted; bring it back with\n"
+                f"               .venv/bin/python manage.py kv vault recover --name {VAULT}\n"
+            )
+        else:
+            listing = f".venv/bin/python manage.py kv key list --vault-name {VAULT} -o table"
+            self.stdout.write(f"  Demo vault   {VAULT} ({vault.uri})\n  CLI          {listing}\n")
 
-    def _demo_data(self, actor: User) -> None:
+    def _demo_data(self, actor: User) -> Vault | None:
+        """The demo vault with its keys, adding what is missing; None if it is soft-deleted.
+
+        Names held by soft-deleted objects are left alone: they belong to whoever deleted them.
+        """
         if not vault_selectors.resource_group_list(actor=actor).filter(name=GROUP).exists():
             vault_services.resource_group_create(actor=actor, name=GROUP, location="westeurope")
+        if vault_selectors.vault_list(actor=actor, deleted=True).filter(name=VAULT).exists():
+            return None
         if not vault_selectors.vault_list(actor=actor).filter(name=VAULT).exists():
             vault_services.vault_create(
                 actor=actor, name=VAULT, resource_group=GROUP, tags={"purpose": "demo"}
             )
         vault = vault_selectors.vault_list(actor=actor).get(name=VAULT)
-        existing = set(
-            key_selectors.key_list(actor=actor, vault=vault).values_list("name", flat=True)
-        )
+        taken = {
+            name.lower()
+            for deleted in (False, True)
+            for name in key_selectors.key_list(
+                actor=actor, vault=vault, deleted=deleted
+            ).values_list("name", flat=True)
+        }
         for name, spec in DEMO_KEYS.items():
-            if name not in existing:
+            if name not in taken:
                 key_services.key_create(actor=actor, vault_name=VAULT, name=name, **spec)
+        return vault
 
     def _admin_login(self) -> tuple[str, str]:
         """The admin's name and password: from the environment, or generated once into var/."""
