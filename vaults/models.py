@@ -246,7 +246,8 @@ class ActivityEntry(models.Model):
         ordering = ["-seq"]
         verbose_name_plural = "activity entries"
         indexes = [
-            models.Index(fields=["time"], name="activity_time"),
+            # (time, seq): a time range read newest first straight from the index.
+            models.Index(fields=["time", "seq"], name="activity_time_seq"),
             models.Index(fields=["vault_name", "-seq"], name="activity_vault_seq"),
             models.Index(fields=["operation", "-seq"], name="activity_operation_seq"),
             models.Index(fields=["result", "-seq"], name="activity_result_seq"),

@@ -35,6 +35,8 @@ PAGES = {
     "operation KeySign": "?operation__exact=KeySign",
     "result Forbidden": "?result__exact=Forbidden",
     "actor search": "?q=app-7",
+    # Everything was written in the last year; the range holds the whole log.
+    "time range": f"?time__gte={(timezone.now() - timedelta(days=366)).date()}",
 }
 
 
