@@ -30,7 +30,3 @@ class User(AbstractUser):
 
     def __str__(self) -> str:
         return self.display_name or self.username
-
-    @property
-    def is_system(self) -> bool:
-        return self.kind == self.Kind.SYSTEM

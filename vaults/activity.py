@@ -18,6 +18,7 @@ Faces say who is calling and from where with `request_context(...)`; services ne
 import functools
 import hashlib
 import json
+import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -251,6 +252,8 @@ def _insert_chained(entry: ActivityEntry) -> None:
         except IntegrityError:
             if db.vendor != "postgresql" or attempt == _INSERT_ATTEMPTS - 1:
                 raise
+            # Spread the retries of appends that collided, so they do not collide again.
+            time.sleep(random.uniform(0, 0.001 * 2 ** min(attempt, 6)))  # noqa: S311 (jitter)
 
 
 @functools.cache

@@ -24,14 +24,14 @@ _DEFAULT_CURVE = "P-256"
 _DEFAULT_OCT_SIZE = 256
 _RSA_PUBLIC_EXPONENT = 65537
 
-_CURVES: dict[str, ec.EllipticCurve] = {
+CURVES: dict[str, ec.EllipticCurve] = {
     "P-256": ec.SECP256R1(),
     "P-256K": ec.SECP256K1(),
     "P-384": ec.SECP384R1(),
     "P-521": ec.SECP521R1(),
 }
-_CURVE_BY_OPENSSL_NAME = {curve.name: name for name, curve in _CURVES.items()}
-_COORDINATE_BYTES = {"P-256": 32, "P-256K": 32, "P-384": 48, "P-521": 66}
+_CURVE_BY_OPENSSL_NAME = {curve.name: name for name, curve in CURVES.items()}
+COORDINATE_BYTES = {"P-256": 32, "P-256K": 32, "P-384": 48, "P-521": 66}
 
 _KEY_CLASSES: dict[str, type] = {
     "RSA": rsa.RSAPrivateKey,
@@ -51,7 +51,7 @@ class KeySpec:
     @classmethod
     def parse(cls, kty: str, size: int | None = None, curve: str | None = None) -> "KeySpec":
         """Validate a requested key type and apply Azure's default size or curve."""
-        _check_spec_fields(kty, size, curve)
+        check_spec_fields(kty, size, curve)
         if kty == "RSA":
             return cls(kty, size or _DEFAULT_RSA_SIZE)
         if kty == "EC":
@@ -79,7 +79,7 @@ class Material:
         key_class = _KEY_CLASSES.get(self.kty)
         if key_class is not None and isinstance(self.key, key_class):
             return
-        raise BadParameter(f"Key material does not match key type {_quote(self.kty)}.")
+        raise BadParameter(f"Key material does not match key type {quote(self.kty)}.")
 
     @property
     def spec(self) -> KeySpec:
@@ -112,7 +112,7 @@ def generate(spec: KeySpec) -> Material:
     if spec.kty == "RSA":
         return Material("RSA", rsa.generate_private_key(_RSA_PUBLIC_EXPONENT, cast(int, spec.size)))
     if spec.kty == "EC":
-        return Material("EC", ec.generate_private_key(_CURVES[cast(str, spec.curve)]))
+        return Material("EC", ec.generate_private_key(CURVES[cast(str, spec.curve)]))
     return Material("oct", os.urandom(cast(int, spec.size) // 8))
 
 
@@ -122,9 +122,9 @@ def import_jwk(jwk: Mapping[str, Any]) -> Material:
         raise BadParameter("The key must be a JSON Web Key object.")
     kty = jwk.get("kty")
     if isinstance(kty, str) and kty.endswith("-HSM"):
-        raise BadParameter(f"Hardware-protected key type {_quote(kty)} cannot be imported here.")
+        raise BadParameter(f"Hardware-protected key type {quote(kty)} cannot be imported here.")
     if not isinstance(kty, str) or kty not in KEY_TYPES:
-        raise BadParameter(f"Unsupported JWK kty {_quote(kty)}; supported: {', '.join(KEY_TYPES)}.")
+        raise BadParameter(f"Unsupported JWK kty {quote(kty)}; supported: {', '.join(KEY_TYPES)}.")
     if kty == "RSA":
         return _import_rsa_jwk(jwk)
     if kty == "EC":
@@ -172,14 +172,12 @@ def _import_rsa_jwk(jwk: Mapping[str, Any]) -> Material:
 def _import_ec_jwk(jwk: Mapping[str, Any]) -> Material:
     curve = jwk.get("crv")
     if not isinstance(curve, str) or curve not in EC_CURVES:
-        raise BadParameter(
-            f"Unsupported EC curve {_quote(curve)}; supported: {_listed(EC_CURVES)}."
-        )
+        raise BadParameter(f"Unsupported EC curve {quote(curve)}; supported: {_listed(EC_CURVES)}.")
     x, y, private_value = _jwk_int(jwk, "x"), _jwk_int(jwk, "y"), _jwk_int(jwk, "d")
     # Deriving the point from d, rather than trusting x and y, proves they belong together
     # and that the point is on the curve.
     try:
-        key = ec.derive_private_key(private_value, _CURVES[curve])
+        key = ec.derive_private_key(private_value, CURVES[curve])
     except ValueError:
         raise BadParameter(f"The EC JWK d is not a valid {curve} private key.") from None
     derived = key.public_key().public_numbers()
@@ -242,7 +240,7 @@ def public_jwk(material: Material) -> dict[str, Any]:
         }
     if material.kty == "EC":
         curve = _CURVE_BY_OPENSSL_NAME[material._ec.curve.name]
-        length = _COORDINATE_BYTES[curve]
+        length = COORDINATE_BYTES[curve]
         ec_numbers = material._ec.public_key().public_numbers()
         return {
             "kty": "EC",
@@ -272,7 +270,7 @@ def load_private_bytes(kty: str, data: bytes) -> Material:
             raise BadParameter(f"Stored oct key has {len(data)} bytes; expected 16, 24 or 32.")
         return Material("oct", bytes(data))
     if kty not in KEY_TYPES:
-        raise BadParameter(f"Unsupported key type {_quote(kty)}.")
+        raise BadParameter(f"Unsupported key type {quote(kty)}.")
     try:
         # We generated or validated this key before storing it, and it comes back out of
         # authenticated encryption; re-validating an RSA key costs ~30 ms on every load.
@@ -285,11 +283,9 @@ def load_private_bytes(kty: str, data: bytes) -> Material:
     return material
 
 
-def _check_spec_fields(kty: str, size: int | None, curve: str | None) -> None:
+def check_spec_fields(kty: str, size: int | None, curve: str | None) -> None:
     if kty not in KEY_TYPES:
-        raise BadParameter(
-            f"Unsupported key type {_quote(kty)}; supported: {', '.join(KEY_TYPES)}."
-        )
+        raise BadParameter(f"Unsupported key type {quote(kty)}; supported: {', '.join(KEY_TYPES)}.")
     # bool is an int subclass: a JSON `true` must not read as a 1-bit key.
     if size is not None and type(size) is not int:
         raise BadParameter("The key size must be an integer number of bits.")
@@ -298,7 +294,7 @@ def _check_spec_fields(kty: str, size: int | None, curve: str | None) -> None:
             raise BadParameter("EC keys take a curve, not a key size.")
         if curve is not None and curve not in EC_CURVES:
             raise BadParameter(
-                f"Unsupported EC curve {_quote(curve)}; supported: {_listed(EC_CURVES)}."
+                f"Unsupported EC curve {quote(curve)}; supported: {_listed(EC_CURVES)}."
             )
         return
     if curve is not None:
@@ -350,7 +346,7 @@ def _jwk_int(jwk: Mapping[str, Any], name: str) -> int:
     return int.from_bytes(_jwk_bytes(jwk, name))
 
 
-def _quote(value: object) -> str:
+def quote(value: object) -> str:
     """Echo a caller-supplied name in a message without letting it grow the message."""
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."

@@ -16,12 +16,12 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from kvconsole.errors import BadParameter
 
 from .material import (
-    _COORDINATE_BYTES,
-    _CURVES,
+    COORDINATE_BYTES,
+    CURVES,
     OCT_SIZES,
     Material,
-    _check_spec_fields,
-    _quote,
+    check_spec_fields,
+    quote,
 )
 
 _GCM_IV_BYTES = 12
@@ -83,9 +83,9 @@ _EC_SIGNATURES = {
     algorithm: _EcSignature(
         digest.digest_size,
         curve,
-        _CURVES[curve].name,
+        CURVES[curve].name,
         ec.ECDSA(utils.Prehashed(digest)),
-        _COORDINATE_BYTES[curve],
+        COORDINATE_BYTES[curve],
     )
     for algorithm, curve, digest in (
         ("ES256", "P-256", hashes.SHA256()),
@@ -132,8 +132,8 @@ def algorithms(
     """The algorithms that fit a key for an operation; a missing size or curve means any."""
     family = _OPERATION_FAMILIES.get(operation)
     if family is None:
-        raise BadParameter(f"Unknown key operation {_quote(operation)}.")
-    _check_spec_fields(kty, size, curve)
+        raise BadParameter(f"Unknown key operation {quote(operation)}.")
+    check_spec_fields(kty, size, curve)
     if kty == "RSA":
         return tuple(_RSA_SIGNATURES if family == "sign" else _RSA_ENCRYPTIONS)
     if kty == "EC":
@@ -387,6 +387,6 @@ def _unfit(material: Material, operation: str, algorithm: str) -> BadParameter:
         return BadParameter(f"{operation} is not supported for {spec.describe()}.")
     problem = "Unknown algorithm" if algorithm not in _KNOWN_ALGORITHMS else "Algorithm"
     return BadParameter(
-        f"{problem} {_quote(algorithm)} does not fit {spec.describe()} for {operation}; "
+        f"{problem} {quote(algorithm)} does not fit {spec.describe()} for {operation}; "
         f"use one of: {', '.join(fitting)}."
     )

@@ -30,7 +30,8 @@ from ._shared import (
     resolve_key,
 )
 
-_BACKUP_FORMAT = 1
+# The version of the payload inside the sealed blob (the blob has a format of its own).
+_PAYLOAD_FORMAT = 1
 
 
 def _timestamp(moment: datetime | None) -> str | None:
@@ -54,9 +55,8 @@ def key_backup(*, actor: User, vault_name: str, name: str) -> bytes:
     for version in versions:
         version.key = key
     payload = {
-        "format": _BACKUP_FORMAT,
+        "format": _PAYLOAD_FORMAT,
         "name": key.name,
-        "created": _timestamp(key.created_at),
         "current": key.current_version.version if key.current_version else None,
         "versions": [
             {
@@ -81,7 +81,7 @@ def key_backup(*, actor: User, vault_name: str, name: str) -> bytes:
 
 def _read_backup(blob: bytes) -> dict[str, Any]:
     payload = json.loads(protection.open_backup(blob))
-    if payload.get("format") != _BACKUP_FORMAT or not payload.get("versions"):
+    if payload.get("format") != _PAYLOAD_FORMAT or not payload.get("versions"):
         raise BadParameter("The key backup holds no restorable key.")
     return payload
 

@@ -83,7 +83,7 @@ def test_system_principal_is_created_on_first_use() -> None:
         "cron:purge",
         User.Kind.SYSTEM,
     )
-    assert principal.is_system and principal.is_active
+    assert principal.kind == User.Kind.SYSTEM and principal.is_active
     assert not principal.is_superuser and not principal.is_staff
     assert not principal.has_usable_password()
     assert authenticate(username="cron:purge", password="") is None
