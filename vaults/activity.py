@@ -10,7 +10,8 @@ and no service body writes it by hand:
 * A service that only reads or uses a key gets its success entry in a short transaction of
   its own after the work is done.
 * A failure is recorded after the service's transaction has rolled back, so the record of a
-  refused or failed call survives.
+  refused or failed call survives. Faces therefore call services outside any transaction of
+  their own (no ATOMIC_REQUESTS): a caller's rollback would take the failure entry with it.
 
 Faces say who is calling and from where with `request_context(...)`; services never see it.
 """
