@@ -13,7 +13,8 @@ from django.db import models
 from django.db.models.functions import Lower
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
-from vaults.models import Vault
+from accounts import roles
+from vaults.models import ResourceGroup, Vault
 
 # \Z, not $: the database checks use these patterns, and $ allows a trailing newline.
 KEY_NAME = re.compile(r"^[0-9a-zA-Z-]{1,127}\Z")
@@ -39,6 +40,7 @@ class Key(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = roles.guardian_permissions()
         constraints = [
             # Names are case-insensitive and stay taken while the key is soft-deleted.
             models.UniqueConstraint(models.F("vault"), Lower("name"), name="key_name_unique_ci"),
@@ -66,6 +68,10 @@ class Key(models.Model):
 
     def permission_chain(self) -> list[models.Model]:
         return [self, *self.vault.permission_chain()]
+
+    @classmethod
+    def permission_lookups(cls) -> list[tuple[str, type[models.Model]]]:
+        return [("pk", cls), ("vault", Vault), ("vault__resource_group", ResourceGroup)]
 
 
 class KeyVersion(models.Model):
@@ -144,6 +150,10 @@ class KeyVersion(models.Model):
 
     def permission_chain(self) -> list[models.Model]:
         return self.key.permission_chain()
+
+    @classmethod
+    def permission_lookups(cls) -> list[tuple[str, type[models.Model]]]:
+        return [("key", Key), ("key__vault", Vault), ("key__vault__resource_group", ResourceGroup)]
 
 
 class KeyUserObjectPermission(UserObjectPermissionBase):

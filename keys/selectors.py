@@ -5,7 +5,7 @@ from django.db.models.functions import Lower
 
 from accounts.models import User
 from vaults.models import Vault
-from vaults.permissions import visible
+from vaults.permissions import Action, visible
 
 from .models import Key, KeyVersion
 
@@ -17,9 +17,11 @@ def key_list(*, actor: User, vault: Vault, deleted: bool = False, q: str = "") -
     )
     if q:
         keys = keys.filter(name__icontains=q)
-    return visible(actor, keys.order_by(Lower("name")))
+    return visible(actor, keys.order_by(Lower("name")), Action.KEY_LIST)
 
 
 def key_version_list(*, actor: User, key: Key) -> QuerySet[KeyVersion]:
     """Every version of a key, oldest first."""
-    return visible(actor, key.versions.select_related("key__vault__resource_group"))
+    return visible(
+        actor, key.versions.select_related("key__vault__resource_group"), Action.KEY_LIST
+    )

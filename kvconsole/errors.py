@@ -47,6 +47,15 @@ class NotFound(ServiceError):
     exit_code = 3
 
 
+class Unauthorized(ServiceError):
+    """The caller could not be authenticated: a wrong, expired or revoked credential."""
+
+    status = 401
+    code = "Unauthorized"
+    result = "Unauthorized"
+    exit_code = 4
+
+
 class Forbidden(ServiceError):
     status = 403
     code = "Forbidden"

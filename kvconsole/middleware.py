@@ -7,19 +7,24 @@ from django.http import HttpRequest, HttpResponse
 
 from vaults.activity import request_context
 from vaults.models import Face
+from vaults.permissions import request_cache
 
 
 def activity_context(
     get_response: Callable[[HttpRequest], HttpResponse],
 ) -> Callable[..., HttpResponse]:
-    """Tell the activity log which face a request came through, from where, and its id."""
+    """Tell the activity log which face a request came through, from where, and its id;
+    grants read while serving the request are read once."""
 
     def middleware(request: HttpRequest) -> HttpResponse:
         correlation_id = request.headers.get("x-ms-client-request-id") or str(uuid.uuid4())
-        with request_context(
-            face=Face.CONSOLE,
-            client_ip=request.META.get("REMOTE_ADDR"),
-            correlation_id=correlation_id,
+        with (
+            request_context(
+                face=Face.CONSOLE,
+                client_ip=request.META.get("REMOTE_ADDR"),
+                correlation_id=correlation_id,
+            ),
+            request_cache(),
         ):
             return get_response(request)
 

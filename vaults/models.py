@@ -9,6 +9,8 @@ from django.db import models
 from django.db.models.functions import Lower
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
+from accounts import roles
+
 # Azure's naming rules. Vault names become DNS labels, so they are lower-case here and
 # compared case-insensitively by lower-casing input before lookups. \Z, not $: the
 # database checks use these patterns too, and $ would let a trailing newline through.
@@ -17,6 +19,36 @@ VAULT_NAME = re.compile(r"^(?!.*--)[a-z][a-z0-9-]{1,22}[a-z0-9]\Z")
 LOCATION_NAME = re.compile(r"^[a-z0-9]{1,64}\Z")
 MAX_TAGS = 15
 MAX_TAG_LENGTH = 256
+
+# Access-policy key permissions, as Azure's ARM enum lists them ("all" stands for every one).
+KEY_PERMISSIONS = (
+    "get",
+    "list",
+    "update",
+    "create",
+    "import",
+    "delete",
+    "recover",
+    "backup",
+    "restore",
+    "decrypt",
+    "encrypt",
+    "unwrapKey",
+    "wrapKey",
+    "verify",
+    "sign",
+    "purge",
+    "release",
+    "rotate",
+    "getrotationpolicy",
+    "setrotationpolicy",
+)
+MAX_ACCESS_POLICIES = 1024
+
+
+def policy_codename(permission: str) -> str:
+    """The django-guardian permission on a vault that an access policy entry is stored as."""
+    return f"policy_keys_{permission.lower()}"
 
 
 class ResourceGroup(models.Model):
@@ -29,6 +61,7 @@ class ResourceGroup(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = roles.guardian_permissions()
         constraints = [
             models.UniqueConstraint(Lower("name"), name="resource_group_name_unique_ci"),
             models.CheckConstraint(
@@ -50,6 +83,11 @@ class ResourceGroup(models.Model):
 
     def permission_chain(self) -> list[models.Model]:
         return [self]
+
+    @classmethod
+    def permission_lookups(cls) -> list[tuple[str, type[models.Model]]]:
+        """The query path to this model's permission chain, nearest first."""
+        return [("pk", cls)]
 
 
 class Vault(models.Model):
@@ -81,6 +119,10 @@ class Vault(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = (
+            *roles.guardian_permissions(),
+            *((policy_codename(p), f"Access policy: keys {p}") for p in KEY_PERMISSIONS),
+        )
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(name__regex=VAULT_NAME.pattern), name="vault_name_valid"
@@ -134,6 +176,10 @@ class Vault(models.Model):
     def permission_chain(self) -> list[models.Model]:
         return [self, self.resource_group]
 
+    @classmethod
+    def permission_lookups(cls) -> list[tuple[str, type[models.Model]]]:
+        return [("pk", cls), ("resource_group", ResourceGroup)]
+
 
 class ResourceGroupUserObjectPermission(UserObjectPermissionBase):
     content_object = models.ForeignKey(ResourceGroup, on_delete=models.CASCADE)
@@ -149,6 +195,65 @@ class VaultUserObjectPermission(UserObjectPermissionBase):
 
 class VaultGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Vault, on_delete=models.CASCADE)
+
+
+class RoleAssignment(models.Model):
+    """Who assigned which role to whom at which scope, and when.
+
+    The grant itself is a django-guardian permission on the scope object (see
+    vaults/permissions.py); this record names it for listing and removal.
+    """
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    role_id = models.UUIDField()
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    group = models.ForeignKey(
+        "auth.Group", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    # The scope is the most specific of these that is set; the others are its ancestors.
+    resource_group = models.ForeignKey(
+        ResourceGroup, on_delete=models.CASCADE, related_name="role_assignments"
+    )
+    vault = models.ForeignKey(
+        Vault, null=True, blank=True, on_delete=models.CASCADE, related_name="role_assignments"
+    )
+    key = models.ForeignKey(
+        "keys.Key", null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    scope = models.CharField(max_length=400)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_name = models.CharField(max_length=150)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=True) ^ models.Q(group__isnull=True),
+                name="role_assignment_one_principal",
+            ),
+            models.CheckConstraint(
+                condition=models.Q(key__isnull=True) | models.Q(vault__isnull=False),
+                name="role_assignment_key_in_vault",
+            ),
+            models.UniqueConstraint(
+                fields=["role_id", "user", "scope"],
+                condition=models.Q(user__isnull=False),
+                name="role_assignment_unique_user",
+            ),
+            models.UniqueConstraint(
+                fields=["role_id", "group", "scope"],
+                condition=models.Q(group__isnull=False),
+                name="role_assignment_unique_group",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role_id} at {self.scope}"
 
 
 class Operation(models.TextChoices):
@@ -189,6 +294,29 @@ class Operation(models.TextChoices):
     KEY_WRAP = "KeyWrap"
     KEY_UNWRAP = "KeyUnwrap"
     MASTER_KEY_ROTATE = "MasterKeyRotate"
+    ROLE_DEFINITION_LIST = "RoleDefinitionList"
+    ROLE_ASSIGNMENT_CREATE = "RoleAssignmentCreate"
+    ROLE_ASSIGNMENT_LIST = "RoleAssignmentList"
+    ROLE_ASSIGNMENT_DELETE = "RoleAssignmentDelete"
+    ACCESS_POLICY_SET = "VaultAccessPolicySet"
+    ACCESS_POLICY_DELETE = "VaultAccessPolicyDelete"
+    ACCESS_POLICY_LIST = "VaultAccessPolicyList"
+    # Azure's Event Grid name for any change of who may use a vault's keys.
+    PERMISSION_MODEL_CHANGE = "VaultAccessPolicyChanged"
+    EFFECTIVE_ACCESS_GET = "EffectiveAccessGet"
+    APPLICATION_CREATE = "ApplicationCreate"
+    APPLICATION_UPDATE = "ApplicationUpdate"
+    APPLICATION_GET = "ApplicationGet"
+    APPLICATION_LIST = "ApplicationList"
+    APPLICATION_DELETE = "ApplicationDelete"
+    APPLICATION_SECRET_ADD = "ApplicationSecretAdd"  # noqa: S105 (an operation name)
+    APPLICATION_CERTIFICATE_ADD = "ApplicationCertificateAdd"
+    APPLICATION_CREDENTIAL_LIST = "ApplicationCredentialList"
+    APPLICATION_CREDENTIAL_DELETE = "ApplicationCredentialDelete"
+    APPLICATION_SIGN_IN = "ApplicationSignIn"
+    SIGN_IN = "SignIn"
+    SIGN_OUT = "SignOut"
+    SIGN_IN_LOCKOUT = "SignInLockout"
 
 
 class Face(models.TextChoices):
@@ -202,6 +330,7 @@ class Result(models.TextChoices):
     SUCCESS = "Success"
     BAD_PARAMETER = "BadParameter"
     NOT_FOUND = "NotFound"
+    UNAUTHORIZED = "Unauthorized"
     FORBIDDEN = "Forbidden"
     CONFLICT = "Conflict"
     FAILURE = "Failure"

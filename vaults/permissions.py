@@ -1,64 +1,129 @@
 """The one place that decides who may do what.
 
-Every service calls `authorize(actor, action, obj)` before it acts. Actions are Azure's
-management actions and data actions, so roles and access policies can map onto them.
-Today only superusers and system principals are allowed; role assignments and access
-policies plug in here without any caller changing.
+Every service calls `authorize(actor, action, obj)` before it acts, and every selector
+narrows its lists with `visible(actor, queryset, action)`. Both walk the object's
+`permission_chain()` (key, vault, resource group), so this module never imports `keys`.
+
+Grants are django-guardian object permissions on direct foreign-key permission models:
+
+* a role assignment is the permission `role_<role name>` on its scope (resource group,
+  vault or key), held by a user (people and applications) or a group;
+* an access-policy entry is a set of `policy_keys_<permission>` permissions on a vault.
+
+A vault honours one model: under RBAC, data actions need a role whose data actions cover
+them, at the key or any scope above it; under access policies, they need the matching key
+permission on the vault. Management actions (the vault itself, access policies, role
+assignments) are always decided by roles, as in Azure. Superusers and system principals
+may do anything. This is the only module that calls django-guardian.
 """
 
-from enum import StrEnum
-from typing import Protocol
+import functools
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any, Protocol
 
-from django.db import models
-from django.db.models import QuerySet
+from django.conf import settings
+from django.contrib.auth.models import Group, Permission
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.db.models import Model, Q, QuerySet
+from guardian.shortcuts import assign_perm, get_objects_for_user, remove_perm
+from guardian.utils import get_group_obj_perms_model, get_user_obj_perms_model
 
-from accounts.models import User
+from accounts import roles
+from accounts.models import Application, User
+from accounts.roles import RoleDefinition
 from kvconsole.errors import Forbidden
 
-from .models import ResourceGroup, Vault
+from .models import KEY_PERMISSIONS, ResourceGroup, Vault, policy_codename
 
 
-class Action(StrEnum):
-    RESOURCE_GROUP_READ = "Microsoft.Resources/subscriptions/resourceGroups/read"
-    RESOURCE_GROUP_WRITE = "Microsoft.Resources/subscriptions/resourceGroups/write"
-    RESOURCE_GROUP_DELETE = "Microsoft.Resources/subscriptions/resourceGroups/delete"
-    VAULT_READ = "Microsoft.KeyVault/vaults/read"
-    VAULT_WRITE = "Microsoft.KeyVault/vaults/write"
-    VAULT_DELETE = "Microsoft.KeyVault/vaults/delete"
-    DELETED_VAULT_READ = "Microsoft.KeyVault/locations/deletedVaults/read"
-    VAULT_RECOVER = "Microsoft.KeyVault/vaults/recover/action"
-    VAULT_PURGE = "Microsoft.KeyVault/locations/deletedVaults/purge/action"
-    KEY_READ = "Microsoft.KeyVault/vaults/keys/read"
-    KEY_CREATE = "Microsoft.KeyVault/vaults/keys/create/action"
-    KEY_IMPORT = "Microsoft.KeyVault/vaults/keys/import/action"
-    KEY_UPDATE = "Microsoft.KeyVault/vaults/keys/update/action"
-    KEY_ROTATE = "Microsoft.KeyVault/vaults/keys/rotate/action"
-    KEY_DELETE = "Microsoft.KeyVault/vaults/keys/delete"
-    KEY_RECOVER = "Microsoft.KeyVault/vaults/keys/recover/action"
-    KEY_PURGE = "Microsoft.KeyVault/vaults/keys/purge/action"
-    KEY_BACKUP = "Microsoft.KeyVault/vaults/keys/backup/action"
-    KEY_RESTORE = "Microsoft.KeyVault/vaults/keys/restore/action"
-    KEY_ENCRYPT = "Microsoft.KeyVault/vaults/keys/encrypt/action"
-    KEY_DECRYPT = "Microsoft.KeyVault/vaults/keys/decrypt/action"
-    KEY_SIGN = "Microsoft.KeyVault/vaults/keys/sign/action"
-    KEY_VERIFY = "Microsoft.KeyVault/vaults/keys/verify/action"
-    KEY_WRAP = "Microsoft.KeyVault/vaults/keys/wrap/action"
-    KEY_UNWRAP = "Microsoft.KeyVault/vaults/keys/unwrap/action"
+class Plane(Enum):
+    MANAGEMENT = "management"
+    DATA = "data"
+    DIRECTORY = "directory"
+
+
+class Action(Enum):
+    """What a service is about to do: Azure's action name, its plane, and for data actions
+    the access-policy key permission that allows it."""
+
+    RESOURCE_GROUP_READ = ("Microsoft.Resources/subscriptions/resourceGroups/read",)
+    RESOURCE_GROUP_WRITE = ("Microsoft.Resources/subscriptions/resourceGroups/write",)
+    RESOURCE_GROUP_DELETE = ("Microsoft.Resources/subscriptions/resourceGroups/delete",)
+    VAULT_READ = ("Microsoft.KeyVault/vaults/read",)
+    VAULT_WRITE = ("Microsoft.KeyVault/vaults/write",)
+    VAULT_DELETE = ("Microsoft.KeyVault/vaults/delete",)
+    DELETED_VAULT_READ = ("Microsoft.KeyVault/locations/deletedVaults/read",)
+    VAULT_RECOVER = ("Microsoft.KeyVault/vaults/recover/action",)
+    VAULT_PURGE = ("Microsoft.KeyVault/locations/deletedVaults/purge/action",)
+    ACCESS_POLICY_WRITE = ("Microsoft.KeyVault/vaults/accessPolicies/write",)
+    ROLE_ASSIGNMENT_READ = ("Microsoft.Authorization/roleAssignments/read",)
+    ROLE_ASSIGNMENT_WRITE = ("Microsoft.Authorization/roleAssignments/write",)
+    ROLE_ASSIGNMENT_DELETE = ("Microsoft.Authorization/roleAssignments/delete",)
+    KEY_GET = ("Microsoft.KeyVault/vaults/keys/read", "get")
+    KEY_LIST = ("Microsoft.KeyVault/vaults/keys/read", "list")
+    KEY_CREATE = ("Microsoft.KeyVault/vaults/keys/create/action", "create")
+    KEY_IMPORT = ("Microsoft.KeyVault/vaults/keys/import/action", "import")
+    KEY_UPDATE = ("Microsoft.KeyVault/vaults/keys/update/action", "update")
+    KEY_ROTATE = ("Microsoft.KeyVault/vaults/keys/rotate/action", "rotate")
+    KEY_DELETE = ("Microsoft.KeyVault/vaults/keys/delete", "delete")
+    KEY_RECOVER = ("Microsoft.KeyVault/vaults/keys/recover/action", "recover")
+    KEY_PURGE = ("Microsoft.KeyVault/vaults/keys/purge/action", "purge")
+    KEY_BACKUP = ("Microsoft.KeyVault/vaults/keys/backup/action", "backup")
+    KEY_RESTORE = ("Microsoft.KeyVault/vaults/keys/restore/action", "restore")
+    KEY_ENCRYPT = ("Microsoft.KeyVault/vaults/keys/encrypt/action", "encrypt")
+    KEY_DECRYPT = ("Microsoft.KeyVault/vaults/keys/decrypt/action", "decrypt")
+    KEY_SIGN = ("Microsoft.KeyVault/vaults/keys/sign/action", "sign")
+    KEY_VERIFY = ("Microsoft.KeyVault/vaults/keys/verify/action", "verify")
+    KEY_WRAP = ("Microsoft.KeyVault/vaults/keys/wrap/action", "wrapKey")
+    KEY_UNWRAP = ("Microsoft.KeyVault/vaults/keys/unwrap/action", "unwrapKey")
+    KEY_RELEASE = ("Microsoft.KeyVault/vaults/keys/release/action", "release")
+    ROTATION_POLICY_READ = (
+        "Microsoft.KeyVault/vaults/keyrotationpolicies/read",
+        "getrotationpolicy",
+    )
+    ROTATION_POLICY_WRITE = (
+        "Microsoft.KeyVault/vaults/keyrotationpolicies/write",
+        "setrotationpolicy",
+    )
+    APPLICATION_READ = ("microsoft.directory/applications/standard/read", None, Plane.DIRECTORY)
+    APPLICATION_CREATE = ("microsoft.directory/applications/create", None, Plane.DIRECTORY)
+    APPLICATION_UPDATE = (
+        "microsoft.directory/applications/allProperties/update",
+        None,
+        Plane.DIRECTORY,
+    )
+    APPLICATION_DELETE = ("microsoft.directory/applications/delete", None, Plane.DIRECTORY)
     # Deployment-wide; Azure has no equivalent because Microsoft holds its master keys.
-    MASTER_KEY_ROTATE = "kvconsole/masterKeys/rotate/action"
-    ACTIVITY_READ = "kvconsole/activity/read"
+    MASTER_KEY_ROTATE = ("kvconsole/masterKeys/rotate/action",)
+    ACTIVITY_READ = ("kvconsole/activity/read",)
+
+    def __init__(self, azure_name: str, permission: str | None = None, plane: Plane | None = None):
+        self.azure_name = azure_name
+        # The access-policy key permission; only data actions have one.
+        self.permission = permission
+        self.plane = plane or (Plane.DATA if permission else Plane.MANAGEMENT)
+
+    def __str__(self) -> str:
+        return self.azure_name
+
+
+DATA_ACTIONS = tuple(action for action in Action if action.plane is Plane.DATA)
 
 
 class Securable(Protocol):
     """Anything access can be granted on: it names its ancestors, nearest first."""
 
-    def permission_chain(self) -> list[models.Model]: ...
+    def permission_chain(self) -> list[Model]: ...
 
 
 class Deployment:
     """The whole deployment: the scope of creating resource groups."""
 
-    def permission_chain(self) -> list[models.Model]:
+    def permission_chain(self) -> list[Model]:
         return []
 
     def __str__(self) -> str:
@@ -66,6 +131,7 @@ class Deployment:
 
 
 DEPLOYMENT = Deployment()
+Principal = User | Group
 
 
 def is_deployment_principal(actor: User) -> bool:
@@ -73,28 +139,359 @@ def is_deployment_principal(actor: User) -> bool:
     return actor.is_active and (actor.is_superuser or actor.kind == User.Kind.SYSTEM)
 
 
-def authorize(actor: User, action: Action, obj: Securable) -> None:
+# --- deciding ------------------------------------------------------------------------------
+
+
+def authorize(actor: User, action: Action, obj: Securable | Application) -> None:
     """Raise Forbidden unless `actor` may perform `action` on `obj`."""
     if is_deployment_principal(actor):
         return
-    raise Forbidden(
-        f"The user, group or application '{actor.username}' (oid={actor.oid}) does not "
-        f"have permission to perform action '{action}' on {_scope(obj)}.",
-        inner_code="ForbiddenByRbac",
+    if action.plane is Plane.DIRECTORY:
+        if actor.is_active and _directory_allows(actor, action, obj):
+            return
+        raise _directory_denied(actor, action)
+    assert not isinstance(obj, Application)
+    chain = obj.permission_chain()
+    if actor.is_active and chain and _allows(action, chain, _grants(actor, chain)):
+        return
+    raise _denied(actor, action, chain)
+
+
+def may(actor: User, action: Action, obj: Securable) -> bool:
+    """Whether `actor` may perform `action` on `obj`, for callers that choose between paths."""
+    try:
+        authorize(actor, action, obj)
+    except Forbidden:
+        return False
+    return True
+
+
+def _directory_allows(actor: User, action: Action, obj: object) -> bool:
+    """Anyone may read the directory; people may register applications (as in Entra ID by
+    default) and manage those they own."""
+    if action is Action.APPLICATION_READ:
+        return True
+    if action is Action.APPLICATION_CREATE:
+        return actor.kind == User.Kind.USER
+    return isinstance(obj, Application) and obj.owner_id == actor.pk
+
+
+def _allows(action: Action, chain: list[Model], grants: list[set[str]]) -> bool:
+    vault = _vault_in(chain)
+    if action.plane is Plane.DATA:
+        assert vault is not None and action.permission is not None
+        if vault.permission_model == Vault.PermissionModel.ACCESS_POLICY:
+            return policy_codename(action.permission) in grants[chain.index(vault)]
+    return any(
+        role.grants(str(action), data=action.plane is Plane.DATA)
+        for held in grants
+        for role in _roles(held)
     )
 
 
-def _scope(obj: Securable) -> str:
-    """The vault (or group) a refusal names, as Azure does: never the key itself, so that
-    a refusal reads the same whether or not the key exists."""
-    for item in obj.permission_chain():
-        if isinstance(item, Vault):
-            return f"key vault '{item.name};location={item.location}'"
-        if isinstance(item, ResourceGroup):
-            return f"resource group '{item.name}'"
-    return "this deployment"
+def _roles(codenames: Iterable[str]) -> Iterator[RoleDefinition]:
+    for codename in codenames:
+        role = roles.ROLES_BY_CODENAME.get(codename)
+        if role is not None:
+            yield role
 
 
-def visible[M: models.Model](actor: User, queryset: QuerySet[M]) -> QuerySet[M]:
-    """The part of `queryset` that `actor` may see, filtered in SQL."""
-    return queryset if is_deployment_principal(actor) else queryset.none()
+def _vault_in(chain: list[Model]) -> Vault | None:
+    return next((item for item in chain if isinstance(item, Vault)), None)
+
+
+def _caller(actor: User) -> str:
+    """The caller as Azure's refusals name it."""
+    if actor.kind == User.Kind.APPLICATION:
+        application = Application.objects.filter(user=actor).first()
+        client_id = application.client_id if application else ""
+        return f"appid={client_id};oid={actor.oid}"
+    return f"name={actor.username};oid={actor.oid}"
+
+
+def _denied(actor: User, action: Action, chain: list[Model]) -> Forbidden:
+    """Azure's refusal, naming the vault (or group) but never the key, so that a refusal
+    reads the same whether or not the key exists."""
+    caller = _caller(actor)
+    vault = _vault_in(chain)
+    if (
+        vault is not None
+        and action.plane is Plane.DATA
+        and vault.permission_model == Vault.PermissionModel.ACCESS_POLICY
+    ):
+        return Forbidden(
+            f"The user, group or application '{caller}' does not have keys {action.permission} "
+            f"permission on key vault '{vault.name};location={vault.location}'. An access "
+            "policy can grant it (kv vault set-policy).",
+            inner_code="AccessDenied",
+        )
+    group = next((item for item in chain if isinstance(item, ResourceGroup)), None)
+    if vault is not None:
+        resource = vault.resource_id
+    elif group is not None:
+        resource = group.resource_id
+    else:
+        resource = f"/subscriptions/{settings.KVCONSOLE_SUBSCRIPTION_ID}"
+    lines = [
+        "Caller is not authorized to perform action on resource.",
+        f"Caller: {caller}",
+        f"Action: '{action}'",
+        f"Resource: '{resource.lower()}'",
+        "Assignment: (not found)",
+        "DenyAssignmentId: null",
+        "DecisionReason: 'DeniedWithNoValidRBAC' ",
+    ]
+    if vault is not None:
+        lines.append(f"Vault: {vault.name};location={vault.location}")
+    return Forbidden("\r\n".join(lines) + "\r\n", inner_code="ForbiddenByRbac")
+
+
+def _directory_denied(actor: User, action: Action) -> Forbidden:
+    return Forbidden(
+        f"The caller '{_caller(actor)}' may not perform '{action}': only the application's "
+        "owner or an administrator may.",
+        code="Authorization_RequestDenied",
+    )
+
+
+# --- reading grants --------------------------------------------------------------------------
+
+# Within a request (or one CLI command), grants read once are reused: a key operation that
+# authorizes the same chain twice costs one query. Any grant change clears the cache.
+_cache: ContextVar[dict[tuple[object, ...], list[set[str]]] | None] = ContextVar(
+    "permission_grants_cache", default=None
+)
+
+
+@contextmanager
+def request_cache() -> Iterator[None]:
+    """Reuse grants read during this block; each face opens one per request or command."""
+    token = _cache.set({})
+    try:
+        yield
+    finally:
+        _cache.reset(token)
+
+
+def _forget() -> None:
+    cache = _cache.get()
+    if cache is not None:
+        cache.clear()
+
+
+def _grants(actor: User, chain: list[Model]) -> list[set[str]]:
+    """The permission codenames `actor` holds, directly or through groups, on each object of
+    `chain`, in one query."""
+    cache = _cache.get()
+    cache_key = (actor.pk, *((type(item), item.pk) for item in chain))
+    if cache is not None and cache_key in cache:
+        return cache[cache_key]
+    held: list[set[str]] = [set() for _ in chain]
+    params: list[Any] = []
+    for item in chain:
+        params += [item.pk, actor.pk, item.pk, actor.pk]
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute(_grants_sql(tuple(type(item) for item in chain)), params)
+        for level, codename in cursor.fetchall():
+            held[level].add(codename)
+    if cache is not None:
+        cache[cache_key] = held
+    return held
+
+
+@functools.cache
+def _grants_sql(models: tuple[type[Model], ...]) -> str:
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    permission = quote(Permission._meta.db_table)
+    memberships = User.groups.through._meta
+    parts = []
+    for level, model in enumerate(models):
+        user_rows, group_rows = _permission_models(model)
+        user_table = quote(user_rows._meta.db_table)
+        group_table = quote(group_rows._meta.db_table)
+        parts.append(
+            # Identifiers come from model metadata; every value is a query parameter.
+            f"SELECT {level}, p.codename FROM {user_table} g "  # noqa: S608
+            f"JOIN {permission} p ON p.id = g.permission_id "
+            "WHERE g.content_object_id = %s AND g.user_id = %s"
+        )
+        parts.append(
+            f"SELECT {level}, p.codename FROM {group_table} g "  # noqa: S608
+            f"JOIN {permission} p ON p.id = g.permission_id "
+            "WHERE g.content_object_id = %s AND g.group_id IN "
+            f"(SELECT m.group_id FROM {quote(memberships.db_table)} m WHERE m.user_id = %s)"
+        )
+    return " UNION ALL ".join(parts)
+
+
+def _permission_models(model: type[Model]) -> tuple[Any, Any]:
+    """The direct foreign-key permission models (for users, for groups) of a securable."""
+    return (
+        get_user_obj_perms_model(model),  # type: ignore[arg-type]
+        get_group_obj_perms_model(model),  # type: ignore[arg-type]
+    )
+
+
+# --- filtering lists -------------------------------------------------------------------------
+
+
+def visible[M: Model](actor: User, queryset: QuerySet[M], action: Action) -> QuerySet[M]:
+    """The part of `queryset` on which `actor` may perform `action`, filtered in SQL.
+
+    The model names the path to each of its securable ancestors with
+    `permission_lookups()`, nearest first; grants at any of them count, as in `authorize`.
+    The filter is a handful of subqueries, so a page costs the same number of queries
+    whatever the actor holds.
+    """
+    if is_deployment_principal(actor):
+        return queryset
+    if not actor.is_active:
+        return queryset.none()
+    lookups: list[tuple[str, type[Model]]] = queryset.model.permission_lookups()  # type: ignore[attr-defined]
+    data = action.plane is Plane.DATA
+    role_codenames = [r.codename for r in roles.BUILT_IN_ROLES if r.grants(str(action), data=data)]
+    by_role = Q(pk__in=[])
+    vault_path = ""
+    for path, model in lookups:
+        if model is Vault:
+            vault_path = path
+        if role_codenames:
+            by_role |= Q(**{f"{path}__in": _held_by(actor, model, role_codenames)})
+    if not data:
+        return queryset.filter(by_role)
+    assert action.permission is not None
+    model_field = "permission_model" if vault_path == "pk" else f"{vault_path}__permission_model"
+    by_policy = Q(
+        **{f"{vault_path}__in": _held_by(actor, Vault, [policy_codename(action.permission)])}
+    )
+    return queryset.filter(
+        Q(**{model_field: Vault.PermissionModel.RBAC}) & by_role
+        | Q(**{model_field: Vault.PermissionModel.ACCESS_POLICY}) & by_policy
+    )
+
+
+def _held_by[M: Model](actor: User, model: type[M], codenames: list[str]) -> QuerySet[M]:
+    """Objects of `model` on which `actor` (or one of its groups) holds any of `codenames`."""
+    return get_objects_for_user(
+        actor,
+        codenames,
+        klass=model,
+        use_groups=True,
+        any_perm=True,
+        with_superuser=False,
+        accept_global_perms=False,
+    )
+
+
+def readable_activity[M: Model](actor: User, entries: QuerySet[M]) -> QuerySet[M]:
+    """Activity entries `actor` may read: those of vaults (and resource groups) whose
+    metadata it may read, and its own calls. The rest of the log is for administrators."""
+    if is_deployment_principal(actor):
+        return entries
+    vaults = visible(actor, Vault.objects.all(), Action.VAULT_READ).values("name")
+    groups = visible(actor, ResourceGroup.objects.all(), Action.RESOURCE_GROUP_READ).values("name")
+    return entries.filter(
+        Q(vault_name__in=vaults)
+        | Q(vault_name="", resource_group__in=groups)
+        | Q(actor_oid=actor.oid)
+    )
+
+
+# --- role assignments ------------------------------------------------------------------------
+
+
+def authorize_assignment(actor: User, action: Action, role: RoleDefinition, scope: Model) -> None:
+    """Raise Forbidden unless `actor` may create (or delete) an assignment of `role` at
+    `scope`: a role granting the action at the scope or above, whose condition (Key Vault
+    Data Access Administrator's) allows this role."""
+    if is_deployment_principal(actor):
+        return
+    chain = scope.permission_chain()  # type: ignore[attr-defined]
+    held = [
+        granting
+        for level in (_grants(actor, chain) if actor.is_active else [])
+        for granting in _roles(level)
+        if granting.grants(str(action), data=False)
+    ]
+    if any(granting.may_assign(role) for granting in held):
+        return
+    if held:
+        raise Forbidden(
+            f"The role '{held[0].name}' may assign only the Key Vault data roles; it cannot "
+            f"assign or remove '{role.name}'.",
+            inner_code="ForbiddenByRbac",
+        )
+    raise _denied(actor, action, chain)
+
+
+def grant_role(principal: Principal, role: RoleDefinition, scope: Model) -> None:
+    assign_perm(role.codename, principal, scope)
+    _forget()
+
+
+def revoke_role(principal: Principal, role: RoleDefinition, scope: Model) -> None:
+    remove_perm(role.codename, principal, scope)
+    _forget()
+
+
+# --- access policies -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PolicyEntry:
+    principal: Principal
+    permissions: tuple[str, ...]
+
+
+_POLICY_CODENAMES = {policy_codename(permission): permission for permission in KEY_PERMISSIONS}
+
+
+def policy_entries(vault: Vault) -> list[PolicyEntry]:
+    """The vault's access policy: each principal with its key permissions, in two queries."""
+    found: dict[Principal, set[str]] = {}
+    for model, holder in zip(_permission_models(Vault), ("user", "group"), strict=True):
+        rows = model.objects.filter(
+            content_object=vault, permission__codename__in=_POLICY_CODENAMES
+        ).select_related(holder, "permission")
+        for row in rows:
+            found.setdefault(getattr(row, holder), set()).add(
+                _POLICY_CODENAMES[row.permission.codename]
+            )
+    order = {permission: index for index, permission in enumerate(KEY_PERMISSIONS)}
+    return [
+        PolicyEntry(principal, tuple(sorted(held, key=order.__getitem__)))
+        for principal, held in sorted(found.items(), key=lambda item: str(item[0]).lower())
+    ]
+
+
+def set_policy(vault: Vault, principal: Principal, permissions: Iterable[str]) -> None:
+    """Make `principal`'s key permissions on `vault` exactly `permissions`."""
+    wanted = {policy_codename(permission) for permission in permissions}
+    holder = "user" if isinstance(principal, User) else "group"
+    model = _permission_models(Vault)[0 if holder == "user" else 1]
+    current = model.objects.filter(
+        content_object=vault, permission__codename__in=_POLICY_CODENAMES, **{holder: principal}
+    )
+    current.exclude(permission__codename__in=wanted).delete()
+    missing = wanted - set(current.values_list("permission__codename", flat=True))
+    model.objects.bulk_create(
+        model(content_object=vault, permission=permission, **{holder: principal})
+        for permission in Permission.objects.filter(
+            content_type__app_label=Vault._meta.app_label,
+            content_type__model=Vault._meta.model_name,
+            codename__in=missing,
+        )
+    )
+    _forget()
+
+
+def policy_principal_count(vault: Vault) -> int:
+    """How many principals have an entry in the vault's access policy."""
+    user_rows, group_rows = _permission_models(Vault)
+    users = user_rows.objects.filter(
+        content_object=vault, permission__codename__in=_POLICY_CODENAMES
+    )
+    groups = group_rows.objects.filter(
+        content_object=vault, permission__codename__in=_POLICY_CODENAMES
+    )
+    return users.values("user").distinct().count() + groups.values("group").distinct().count()

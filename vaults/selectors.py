@@ -8,11 +8,11 @@ from accounts.models import User
 
 from .activity import ChainReport, verify_chain
 from .models import ActivityEntry, ResourceGroup, Vault
-from .permissions import DEPLOYMENT, Action, authorize, is_deployment_principal, visible
+from .permissions import DEPLOYMENT, Action, authorize, readable_activity, visible
 
 
 def resource_group_list(*, actor: User) -> QuerySet[ResourceGroup]:
-    return visible(actor, ResourceGroup.objects.all())
+    return visible(actor, ResourceGroup.objects.all(), Action.RESOURCE_GROUP_READ)
 
 
 def vault_list(
@@ -21,7 +21,7 @@ def vault_list(
     vaults = Vault.objects.select_related("resource_group").filter(deleted_at__isnull=not deleted)
     if resource_group:
         vaults = vaults.filter(resource_group__name__iexact=resource_group)
-    return visible(actor, vaults)
+    return visible(actor, vaults, Action.DELETED_VAULT_READ if deleted else Action.VAULT_READ)
 
 
 def activity_list(
@@ -35,10 +35,8 @@ def activity_list(
     since: datetime | None = None,
     until: datetime | None = None,
 ) -> QuerySet[ActivityEntry]:
-    """Activity entries, newest first; only deployment principals read the whole log."""
-    entries = ActivityEntry.objects.order_by("-seq")
-    if not is_deployment_principal(actor):
-        return entries.none()
+    """Activity entries the actor may read, newest first."""
+    entries = readable_activity(actor, ActivityEntry.objects.order_by("-seq"))
     filters = {
         "vault_name": vault.lower() if vault else None,
         "operation": operation,

@@ -14,7 +14,7 @@ from kvconsole.errors import (
 from vaults import activity
 from vaults.activity import operation
 from vaults.models import Operation
-from vaults.permissions import Action, authorize
+from vaults.permissions import Action, authorize, may
 from vaults.services import vault_lookup
 from vaults.validation import clean_tags
 
@@ -125,20 +125,28 @@ def key_import(
 @operation(Operation.KEY_GET)
 def key_get(*, actor: User, vault_name: str, name: str, version: str | None = None) -> KeyVersion:
     """A version's public bundle: the current version unless one is named."""
-    return resolve_version(actor, Action.KEY_READ, vault_name, name, version)
+    return resolve_version(actor, Action.KEY_GET, vault_name, name, version)
 
 
 @operation(Operation.KEY_LIST)
 def key_list(*, actor: User, vault_name: str) -> QuerySet[Key]:
-    """The vault's live keys with their current versions, by name."""
-    vault = vault_lookup(vault_name, actor=actor, action=Action.KEY_READ)
-    authorize(actor, Action.KEY_READ, vault)
-    return selectors.key_list(actor=actor, vault=vault)
+    """The vault's live keys that the actor may read, with their current versions, by name."""
+    return _readable_keys(actor, vault_name, deleted=False)
+
+
+def _readable_keys(actor: User, vault_name: str, *, deleted: bool) -> QuerySet[Key]:
+    """Keys the actor may list: all of them with a grant on the vault (or above), only
+    those granted one by one otherwise, and a refusal for someone with no grant here."""
+    vault = vault_lookup(vault_name, actor=actor, action=Action.KEY_LIST)
+    keys = selectors.key_list(actor=actor, vault=vault, deleted=deleted)
+    if not may(actor, Action.KEY_LIST, vault) and not keys.exists():
+        authorize(actor, Action.KEY_LIST, vault)
+    return keys
 
 
 @operation(Operation.KEY_LIST_VERSIONS)
 def key_list_versions(*, actor: User, vault_name: str, name: str) -> QuerySet[KeyVersion]:
-    key = resolve_key(actor, Action.KEY_READ, vault_name, name)
+    key = resolve_key(actor, Action.KEY_LIST, vault_name, name)
     return selectors.key_version_list(actor=actor, key=key)
 
 
@@ -259,14 +267,12 @@ def key_delete(*, actor: User, vault_name: str, name: str) -> Key:
 
 @operation(Operation.KEY_LIST_DELETED)
 def key_list_deleted(*, actor: User, vault_name: str) -> QuerySet[Key]:
-    vault = vault_lookup(vault_name, actor=actor, action=Action.KEY_READ)
-    authorize(actor, Action.KEY_READ, vault)
-    return selectors.key_list(actor=actor, vault=vault, deleted=True)
+    return _readable_keys(actor, vault_name, deleted=True)
 
 
 @operation(Operation.KEY_GET_DELETED)
 def key_get_deleted(*, actor: User, vault_name: str, name: str) -> Key:
-    return resolve_key(actor, Action.KEY_READ, vault_name, name, deleted=True)
+    return resolve_key(actor, Action.KEY_GET, vault_name, name, deleted=True)
 
 
 @operation(Operation.KEY_RECOVER)

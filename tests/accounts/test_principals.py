@@ -9,6 +9,7 @@ from django.test import Client
 from accounts import services
 from accounts.backends import PrincipalBackend
 from accounts.models import User
+from accounts.services import principals
 from kvconsole.errors import NotFound
 from tests.factories import ApplicationFactory, SystemPrincipalFactory, UserFactory
 
@@ -115,7 +116,7 @@ def test_system_principal_will_not_take_over_another_principal(kind: str) -> Non
 
 
 def test_cli_principal_is_the_os_user(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(services.getpass, "getuser", lambda: "operator")
+    monkeypatch.setattr(principals.getpass, "getuser", lambda: "operator")
     principal = services.cli_principal()
     assert (principal.username, principal.kind) == ("cli:operator", User.Kind.SYSTEM)
     assert services.cli_principal().pk == principal.pk

@@ -867,8 +867,12 @@ def test_activity_list_filters(chain: list[ActivityEntry], system: User) -> None
     assert not entries(actor=system, until=now - timedelta(minutes=1)).exists()
 
 
-def test_activity_list_shows_outsiders_nothing(chain: list[ActivityEntry], outsider: User) -> None:
-    assert not selectors.activity_list(actor=outsider).exists()
+def test_activity_list_shows_outsiders_only_their_own_calls(
+    chain: list[ActivityEntry], outsider: User
+) -> None:
+    assert ActivityEntry.objects.exclude(actor_oid=outsider.oid).exists()
+    seen = selectors.activity_list(actor=outsider)
+    assert set(seen.values_list("actor_oid", flat=True)) <= {outsider.oid}
 
 
 # --- concurrency ---------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from kvconsole.errors import ServiceError
 from vaults import cli as vault_cli
 from vaults.activity import request_context
 from vaults.models import Face
+from vaults.permissions import request_cache
 
 
 class Command(BaseCommand):
@@ -27,7 +28,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         namespace = argparse.Namespace(**options)
         try:
-            with request_context(face=Face.CLI):
+            with request_context(face=Face.CLI), request_cache():
                 actor = (
                     principals.principal_get(username=namespace.as_principal)
                     if namespace.as_principal

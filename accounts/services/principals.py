@@ -4,7 +4,7 @@ import getpass
 
 from kvconsole.errors import NotFound
 
-from .models import User
+from ..models import User
 
 
 def system_principal(*, name: str) -> User:
