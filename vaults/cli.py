@@ -7,13 +7,14 @@ from kvconsole.cli import Invocation, add_tags, boolean, group, leaf, moment, ta
 from kvconsole.errors import BadParameter
 
 from . import selectors, services, shapes
-from .models import Face, Operation, Result, Vault
+from .models import KEY_PERMISSIONS, Face, Operation, Result, Vault
 
 
 def register(commands: Any) -> None:
     _register_groups(group(commands, "group", "Manage resource groups."))
     _register_vaults(group(commands, "vault", "Manage vaults."))
     _register_activity(group(commands, "activity", "Read and verify the activity log."))
+    _register_roles(group(commands, "role", "Role definitions and role assignments (RBAC)."))
 
 
 def _register_groups(commands: Any) -> None:
@@ -89,9 +90,46 @@ def _register_vaults(commands: Any) -> None:
     _vault_name(update)
     update.add_argument("--sku", choices=Vault.Sku.values)
     update.add_argument("--enable-purge-protection", type=boolean)
-    update.add_argument("--enable-rbac-authorization", type=boolean)
+    update.add_argument(
+        "--enable-rbac-authorization", type=boolean, help="true: Azure RBAC; false: policies."
+    )
+    update.add_argument(
+        "--permission-model",
+        choices=["rbac", "access-policy"],
+        help="Switch the permission model (needs the right to assign roles).",
+    )
     update.add_argument("--retention-days", type=int)
     add_tags(update)
+
+    set_policy = leaf(
+        commands, "set-policy", _vault_set_policy, "Set a principal's key permissions."
+    )
+    _vault_name(set_policy)
+    _policy_principal(set_policy)
+    set_policy.add_argument(
+        "--key-permissions",
+        nargs="+",
+        required=True,
+        metavar="PERMISSION",
+        help=f"Any of: all, {', '.join(KEY_PERMISSIONS)}.",
+    )
+    delete_policy = leaf(
+        commands, "delete-policy", _vault_delete_policy, "Remove a principal's access policy."
+    )
+    _vault_name(delete_policy)
+    _policy_principal(delete_policy)
+    show_access = leaf(
+        commands,
+        "show-access",
+        _vault_show_access,
+        "What a principal may do on a vault or key, and what grants each right.",
+        columns=("action", "permission", "allowed", "grantedBy"),
+    )
+    _vault_name(show_access)
+    show_access.add_argument("--key", help="A key in the vault (default: the vault).")
+    show_access.add_argument(
+        "--assignee", required=True, help="A user name or an application's client id."
+    )
 
     listing = leaf(
         commands,
@@ -146,18 +184,92 @@ def _vault_create(run: Invocation) -> Any:
 
 
 def _vault_update(run: Invocation) -> Any:
+    """The permission model switches first, as its own recorded operation; the other
+    properties follow in one update."""
     options = run.options
-    return shapes.vault(
-        services.vault_update(
+    if options.permission_model and options.enable_rbac_authorization is not None:
+        raise BadParameter("Give --permission-model or --enable-rbac-authorization, not both.")
+    model = (
+        options.permission_model.replace("-", "_")
+        if options.permission_model
+        else _permission_model(options.enable_rbac_authorization)
+    )
+    vault = None
+    if model is not None:
+        vault = services.vault_permission_model_set(
+            actor=run.actor, name=options.name, permission_model=model
+        )
+    others = (options.tags, options.sku, options.enable_purge_protection, options.retention_days)
+    if vault is None or any(value is not None for value in others):
+        vault = services.vault_update(
             actor=run.actor,
             name=options.name,
             tags=tags(options.tags),
             sku=options.sku,
             purge_protection=options.enable_purge_protection,
-            permission_model=_permission_model(options.enable_rbac_authorization),
             retention_days=options.retention_days,
         )
+    return shapes.vault(vault)
+
+
+def _policy_principal(parser: argparse.ArgumentParser) -> None:
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--upn", help="A user's name.")
+    who.add_argument("--group", help="A group's name.")
+    who.add_argument("--spn", help="An application's client id.")
+    who.add_argument("--object-id", help="A user's or application's object id.")
+
+
+def _policy_holder(options: argparse.Namespace) -> tuple[str, str | None]:
+    if options.upn:
+        return options.upn, "user"
+    if options.group:
+        return options.group, "group"
+    if options.spn:
+        return options.spn, "application"
+    return options.object_id, None
+
+
+def _vault_set_policy(run: Invocation) -> Any:
+    principal, kind = _policy_holder(run.options)
+    entry = services.access_policy_set(
+        actor=run.actor,
+        vault_name=run.options.name,
+        principal=principal,
+        principal_kind=kind,
+        key_permissions=run.options.key_permissions,
     )
+    return shapes.access_policy(entry)
+
+
+def _vault_delete_policy(run: Invocation) -> Any:
+    principal, kind = _policy_holder(run.options)
+    services.access_policy_delete(
+        actor=run.actor, vault_name=run.options.name, principal=principal, principal_kind=kind
+    )
+
+
+def _vault_show_access(run: Invocation) -> Any:
+    options = run.options
+    found = services.effective_access(
+        actor=run.actor, vault_name=options.name, principal=options.assignee, key_name=options.key
+    )
+    if options.output == "table":
+        return [{**shapes.right(item), "grantedBy": _grant_summary(item)} for item in found.rights]
+    return {
+        "principal": shapes.principal(found.principal),
+        "scope": services.scope_path(found.target),
+        "permissionModel": found.model,
+        "rights": [shapes.right(item) for item in found.rights],
+    }
+
+
+def _grant_summary(item: Any) -> str:
+    parts = []
+    for grant in item.grants:
+        what = f"{grant.role} at {grant.scope}" if grant.role else grant.source
+        parts.append(what + (f" (via group {grant.via})" if grant.via else ""))
+    return "; ".join(parts)
 
 
 def _vault_list(run: Invocation) -> Any:
@@ -166,7 +278,10 @@ def _vault_list(run: Invocation) -> Any:
 
 
 def _vault_show(run: Invocation) -> Any:
-    return shapes.vault(services.vault_get(actor=run.actor, name=run.options.name))
+    shaped = shapes.vault(services.vault_get(actor=run.actor, name=run.options.name))
+    policies = services.access_policy_list(actor=run.actor, vault_name=run.options.name)
+    shaped["properties"]["accessPolicies"] = [shapes.access_policy(entry) for entry in policies]
+    return shaped
 
 
 def _vault_delete(run: Invocation) -> Any:
@@ -252,3 +367,86 @@ def _activity_verify(run: Invocation) -> Any:
     if not report["ok"]:
         raise ChainBroken(report)
     return report
+
+
+def _register_roles(commands: Any) -> None:
+    definitions = group(commands, "definition", "Built-in role definitions.")
+    leaf(
+        definitions,
+        "list",
+        _role_definition_list,
+        "List the built-in roles.",
+        columns=("roleName", "name", "description"),
+    )
+    assignments = group(commands, "assignment", "Role assignments.")
+    create = leaf(assignments, "create", _role_assignment_create, "Assign a role at a scope.")
+    _assignee(create, required=True)
+    create.add_argument("--role", required=True, help="A role name or id.")
+    create.add_argument("--scope", required=True, help=_SCOPE_HELP)
+    listing = leaf(
+        assignments,
+        "list",
+        _role_assignment_list,
+        "List role assignments.",
+        columns=("principalName", "principalType", "roleDefinitionName", "scope"),
+    )
+    _assignee(listing, required=False)
+    listing.add_argument("--role")
+    listing.add_argument("--scope", help=_SCOPE_HELP)
+    listing.add_argument(
+        "--include-inherited",
+        action="store_true",
+        help="With --scope: also assignments at the scopes above it.",
+    )
+    delete = leaf(assignments, "delete", _role_assignment_delete, "Remove a role assignment.")
+    delete.add_argument("--ids", help="The assignment's id (or name).")
+    _assignee(delete, required=False)
+    delete.add_argument("--role")
+    delete.add_argument("--scope", help=_SCOPE_HELP)
+
+
+_SCOPE_HELP = "/resourceGroups/{group}[/providers/Microsoft.KeyVault/vaults/{vault}[/keys/{key}]]"
+
+
+def _assignee(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--assignee",
+        required=required,
+        help="A user name, a group name, or an application's client id.",
+    )
+
+
+def _role_definition_list(run: Invocation) -> Any:
+    return [role.as_dict() for role in services.role_definition_list(actor=run.actor)]
+
+
+def _role_assignment_create(run: Invocation) -> Any:
+    options = run.options
+    return shapes.role_assignment(
+        services.role_assignment_create(
+            actor=run.actor, assignee=options.assignee, role=options.role, scope=options.scope
+        )
+    )
+
+
+def _role_assignment_list(run: Invocation) -> Any:
+    options = run.options
+    found = services.role_assignment_list(
+        actor=run.actor,
+        scope=options.scope,
+        assignee=options.assignee,
+        role=options.role,
+        include_inherited=options.include_inherited,
+    )
+    return [shapes.role_assignment(item) for item in found]
+
+
+def _role_assignment_delete(run: Invocation) -> Any:
+    options = run.options
+    services.role_assignment_delete(
+        actor=run.actor,
+        assignment_id=options.ids,
+        assignee=options.assignee,
+        role=options.role,
+        scope=options.scope,
+    )

@@ -255,6 +255,13 @@ class RoleAssignment(models.Model):
     def __str__(self) -> str:
         return f"{self.role_id} at {self.scope}"
 
+    @classmethod
+    def permission_lookups(cls) -> list[tuple[str, type[models.Model]]]:
+        """An assignment is read with rights at its scope or above (unset scopes never match)."""
+        key_model = cls._meta.get_field("key").related_model
+        assert isinstance(key_model, type)
+        return [("key", key_model), ("vault", Vault), ("resource_group", ResourceGroup)]
+
 
 class Operation(models.TextChoices):
     """Operation names, as Azure's AuditEvent operationName where Azure has one."""

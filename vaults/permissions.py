@@ -37,7 +37,7 @@ from accounts.models import Application, User
 from accounts.roles import RoleDefinition
 from kvconsole.errors import Forbidden
 
-from .models import KEY_PERMISSIONS, ResourceGroup, Vault, policy_codename
+from .models import KEY_PERMISSIONS, ResourceGroup, RoleAssignment, Vault, policy_codename
 
 
 class Plane(Enum):
@@ -485,6 +485,12 @@ def set_policy(vault: Vault, principal: Principal, permissions: Iterable[str]) -
     _forget()
 
 
+def grants_changed() -> None:
+    """Forget grants read in this request, after a change that is not a grant row (such as
+    a vault's permission model)."""
+    _forget()
+
+
 def policy_principal_count(vault: Vault) -> int:
     """How many principals have an entry in the vault's access policy."""
     user_rows, group_rows = _permission_models(Vault)
@@ -495,3 +501,111 @@ def policy_principal_count(vault: Vault) -> int:
         content_object=vault, permission__codename__in=_POLICY_CODENAMES
     )
     return users.values("user").distinct().count() + groups.values("group").distinct().count()
+
+
+# --- explaining ------------------------------------------------------------------------------
+
+MANAGEMENT_RIGHTS = (
+    Action.VAULT_READ,
+    Action.VAULT_WRITE,
+    Action.VAULT_DELETE,
+    Action.ACCESS_POLICY_WRITE,
+    Action.ROLE_ASSIGNMENT_READ,
+    Action.ROLE_ASSIGNMENT_WRITE,
+    Action.ROLE_ASSIGNMENT_DELETE,
+)
+
+
+@dataclass(frozen=True)
+class Grant:
+    """Where a right comes from: a role assignment, an access-policy entry, or being an
+    administrator of the deployment; `via` names the group it comes through, if any."""
+
+    source: str
+    via: str = ""
+    role: str = ""
+    scope: str = ""
+    assignment: str = ""
+
+
+@dataclass(frozen=True)
+class Right:
+    action: Action
+    grants: tuple[Grant, ...]
+    # Grants of the model the vault does not use: kept, shown, and without effect.
+    ignored: tuple[Grant, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        return bool(self.grants)
+
+
+def explain(principal: User, obj: Securable) -> list[Right]:
+    """What `principal` may do on `obj` (a vault or a key), and what grants each right.
+
+    It reads the assignment records and policy entries rather than the grant rows that
+    `authorize` reads, so that it can name them; the two are written together.
+    """
+    chain = obj.permission_chain()
+    vault = _vault_in(chain)
+    assert vault is not None
+    rights = [*DATA_ACTIONS, *MANAGEMENT_RIGHTS]
+    if not principal.is_active:
+        return [Right(action, ()) for action in rights]
+    if is_deployment_principal(principal):
+        administrator = (Grant("administrator"),)
+        return [Right(action, administrator) for action in rights]
+    groups = list(principal.groups.all())
+    at_chain = Q(pk__in=[])
+    for item in chain:
+        if isinstance(item, ResourceGroup):
+            at_chain |= Q(resource_group=item, vault=None)
+        elif isinstance(item, Vault):
+            at_chain |= Q(vault=item, key=None)
+        else:
+            at_chain |= Q(key=item.pk)
+    assignments = [
+        (roles.ROLES_BY_ID[str(assignment.role_id)], assignment)
+        for assignment in RoleAssignment.objects.filter(at_chain)
+        .filter(Q(user=principal) | Q(group__in=groups))
+        .select_related("group")
+    ]
+    entries = [
+        entry
+        for entry in policy_entries(vault)
+        if entry.principal == principal or entry.principal in groups
+    ]
+    by_policy = vault.permission_model == Vault.PermissionModel.ACCESS_POLICY
+    explained = []
+    for action in rights:
+        data = action.plane is Plane.DATA
+        from_roles = tuple(
+            Grant(
+                "role assignment",
+                via=_group_name(assignment.group),
+                role=role.name,
+                scope=assignment.scope,
+                assignment=str(assignment.uid),
+            )
+            for role, assignment in assignments
+            if role.grants(str(action), data=data)
+        )
+        from_policies = tuple(
+            Grant(
+                "access policy",
+                via=entry.principal.name if isinstance(entry.principal, Group) else "",
+            )
+            for entry in entries
+            if data and action.permission in entry.permissions
+        )
+        if data and by_policy:
+            explained.append(Right(action, from_policies, ignored=from_roles))
+        elif data:
+            explained.append(Right(action, from_roles, ignored=from_policies))
+        else:
+            explained.append(Right(action, from_roles))
+    return explained
+
+
+def _group_name(principal: Principal | None) -> str:
+    return principal.name if isinstance(principal, Group) else ""

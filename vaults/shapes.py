@@ -3,8 +3,13 @@
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import Group
 
-from .models import ActivityEntry, ResourceGroup, Vault
+from accounts import roles
+from accounts.models import User
+
+from .models import ActivityEntry, ResourceGroup, RoleAssignment, Vault
+from .permissions import PolicyEntry, Principal, Right
 
 
 def resource_group(group: ResourceGroup) -> dict[str, Any]:
@@ -80,4 +85,54 @@ def activity_entry(entry: ActivityEntry) -> dict[str, Any]:
         "target": entry.target,
         "face": entry.face,
         "hash": entry.hash,
+    }
+
+
+def principal(holder: Principal) -> dict[str, Any]:
+    """A principal as Azure names one: object id, type and display name."""
+    if isinstance(holder, Group):
+        return {"principalId": None, "principalType": "Group", "principalName": holder.name}
+    kind = "ServicePrincipal" if holder.kind == User.Kind.APPLICATION else "User"
+    return {"principalId": str(holder.oid), "principalType": kind, "principalName": holder.username}
+
+
+def role_assignment(assignment: RoleAssignment) -> dict[str, Any]:
+    role = roles.ROLES_BY_ID[str(assignment.role_id)]
+    holder: Principal = assignment.group or assignment.user  # type: ignore[assignment]
+    return {
+        "id": f"{assignment.scope}/providers/Microsoft.Authorization/roleAssignments/"
+        f"{assignment.uid}",
+        "name": str(assignment.uid),
+        "type": "Microsoft.Authorization/roleAssignments",
+        "scope": assignment.scope,
+        "roleDefinitionId": f"/providers/Microsoft.Authorization/roleDefinitions/{role.id}",
+        "roleDefinitionName": role.name,
+        **principal(holder),
+        "createdBy": assignment.created_by_name,
+        "createdOn": assignment.created_at.isoformat(),
+    }
+
+
+def access_policy(entry: PolicyEntry) -> dict[str, Any]:
+    """An access-policy entry as ARM shows one (keys only: this service holds only keys)."""
+    described = principal(entry.principal)
+    return {
+        "tenantId": settings.KVCONSOLE_SUBSCRIPTION_ID,
+        "objectId": described["principalId"],
+        "principalType": described["principalType"],
+        "principalName": described["principalName"],
+        "permissions": {"keys": list(entry.permissions)},
+    }
+
+
+def right(item: Right) -> dict[str, Any]:
+    def grants(found: tuple[Any, ...]) -> list[dict[str, str]]:
+        return [{name: value for name, value in vars(grant).items() if value} for grant in found]
+
+    return {
+        "action": str(item.action),
+        "permission": item.action.permission,
+        "allowed": item.allowed,
+        "grantedBy": grants(item.grants),
+        "ignored": grants(item.ignored),
     }

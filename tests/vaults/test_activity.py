@@ -17,6 +17,7 @@ from kvconsole.errors import BadParameter, Conflict, Forbidden, NotFound, Servic
 from vaults import activity, selectors, services
 from vaults.activity import GENESIS_HASH, entry_hash, request_context, verify_chain
 from vaults.models import ActivityEntry, ResourceGroup, Vault
+from vaults.services import resources
 
 TABLE = ActivityEntry._meta.db_table
 MakeKey = Callable[..., KeyVersion]
@@ -578,13 +579,13 @@ def test_a_failed_commit_is_recorded_as_a_failure(
     """The resource group vanishes between the lookup and the commit: the deferred foreign
     key check fails at COMMIT, after the success entry was written in the same transaction."""
     group = services.resource_group_create(actor=system, name="rg-main", location="westeurope")
-    clean_tags = services.clean_tags
+    clean_tags = resources.clean_tags
 
     def delete_group_meanwhile(tags: Any) -> dict[str, str]:
         ResourceGroup.objects.filter(pk=group.pk).delete()  # another request, committed
         return clean_tags(tags)
 
-    monkeypatch.setattr(services, "clean_tags", delete_group_meanwhile)
+    monkeypatch.setattr(resources, "clean_tags", delete_group_meanwhile)
     with pytest.raises(IntegrityError):
         services.vault_create(actor=system, name="orphan", resource_group="rg-main")
     assert not Vault.objects.exists()
@@ -605,7 +606,7 @@ def test_an_unexpected_error_is_recorded_as_failure_500_and_reraised(
     def explode(location: str) -> str:
         raise RuntimeError("disk on fire")
 
-    monkeypatch.setattr(services, "clean_location", explode)
+    monkeypatch.setattr(resources, "clean_location", explode)
     before = ActivityEntry.objects.count()
     with pytest.raises(RuntimeError, match="disk on fire"):
         services.vault_create(actor=system, name="new-vault", resource_group="rg-main")

@@ -13,6 +13,7 @@ from keys.models import Key, KeyVersion
 from kvconsole.errors import BadParameter, Conflict, Forbidden, NotFound
 from vaults import services
 from vaults.models import ResourceGroup, Vault
+from vaults.services import resources
 
 pytestmark = pytest.mark.django_db
 
@@ -322,13 +323,13 @@ def test_vault_name_taken_meanwhile_is_a_conflict(
     system: User, group: ResourceGroup, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another request takes the name between the check and the insert."""
-    clean_tags = services.clean_tags
+    clean_tags = resources.clean_tags
 
     def create_meanwhile(tags: Any) -> dict[str, str]:
         Vault.objects.create(name="raced", resource_group=group, location="westeurope")
         return clean_tags(tags)
 
-    monkeypatch.setattr(services, "clean_tags", create_meanwhile)
+    monkeypatch.setattr(resources, "clean_tags", create_meanwhile)
     with pytest.raises(Conflict) as caught:
         create_vault(system, name="raced", location="eastus")
     assert caught.value.code == "VaultAlreadyExists"
@@ -338,13 +339,13 @@ def test_vault_name_taken_meanwhile_is_a_conflict(
 def test_resource_group_name_taken_meanwhile_is_a_conflict(
     system: User, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    clean_tags = services.clean_tags
+    clean_tags = resources.clean_tags
 
     def create_meanwhile(tags: Any) -> dict[str, str]:
         ResourceGroup.objects.create(name="RG-Raced", location="westeurope")
         return clean_tags(tags)
 
-    monkeypatch.setattr(services, "clean_tags", create_meanwhile)
+    monkeypatch.setattr(resources, "clean_tags", create_meanwhile)
     with pytest.raises(Conflict) as caught:
         services.resource_group_create(actor=system, name="rg-raced", location="eastus")
     assert caught.value.code == "ResourceGroupExists"
@@ -362,30 +363,18 @@ def test_vault_name_is_free_again_after_purge(system: User, group: ResourceGroup
 # --- vault update --------------------------------------------------------------------------------
 
 
-def test_vault_update_changes_tags_sku_and_permission_model(
-    system: User, group: ResourceGroup
-) -> None:
+def test_vault_update_changes_tags_and_sku(system: User, group: ResourceGroup) -> None:
     create_vault(system, tags={"a": "1"})
-    services.vault_update(
-        actor=system,
-        name="My-Vault",
-        tags={"b": "2"},
-        sku="premium",
-        permission_model="access_policy",
-    )
+    services.vault_update(actor=system, name="My-Vault", tags={"b": "2"}, sku="premium")
     vault = Vault.objects.get()
-    assert (vault.tags, vault.sku, vault.permission_model) == (
-        {"b": "2"},
-        "premium",
-        "access_policy",
-    )
+    assert (vault.tags, vault.sku, vault.permission_model) == ({"b": "2"}, "premium", "rbac")
 
 
 def test_vault_update_leaves_unnamed_properties_alone(system: User, group: ResourceGroup) -> None:
     create_vault(system, tags={"a": "1"}, sku="premium")
-    services.vault_update(actor=system, name="my-vault", permission_model="access_policy")
+    services.vault_update(actor=system, name="my-vault", purge_protection=True)
     vault = Vault.objects.get()
-    assert (vault.tags, vault.sku) == ({"a": "1"}, "premium")
+    assert (vault.tags, vault.sku, vault.purge_protection) == ({"a": "1"}, "premium", True)
 
 
 def test_vault_update_turns_purge_protection_on(system: User, group: ResourceGroup) -> None:
@@ -425,7 +414,7 @@ def test_vault_update_cannot_change_retention(system: User, group: ResourceGroup
 
 @pytest.mark.parametrize(
     "change",
-    [{"sku": "basic"}, {"permission_model": "acl"}, {"tags": {f"t{n}": "v" for n in range(16)}}],
+    [{"sku": "basic"}, {"tags": {f"t{n}": "v" for n in range(16)}}],
 )
 def test_vault_update_refuses_bad_values_and_changes_nothing(
     system: User, group: ResourceGroup, change: dict[str, Any]
@@ -450,7 +439,7 @@ def test_vault_update_does_not_undo_a_concurrent_delete(
 ) -> None:
     """A delete that commits while an update is under way must not be reverted by it."""
     create_vault(system)
-    clean_tags = services.clean_tags
+    clean_tags = resources.clean_tags
 
     def delete_meanwhile(tags: Any) -> dict[str, str]:
         now = timezone.now()
@@ -459,7 +448,7 @@ def test_vault_update_does_not_undo_a_concurrent_delete(
         )
         return clean_tags(tags)
 
-    monkeypatch.setattr(services, "clean_tags", delete_meanwhile)
+    monkeypatch.setattr(resources, "clean_tags", delete_meanwhile)
     with pytest.raises(NotFound):
         services.vault_update(actor=system, name="my-vault", tags={"a": "1"})
     vault = Vault.objects.get()

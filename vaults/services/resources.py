@@ -10,11 +10,11 @@ from django.utils import timezone
 from accounts.models import User
 from kvconsole.errors import BadParameter, Conflict, Forbidden, NotFound
 
-from . import activity, selectors
-from .activity import operation
-from .models import Operation, ResourceGroup, Vault
-from .permissions import DEPLOYMENT, Action, authorize
-from .validation import clean_location, clean_resource_group_name, clean_tags, clean_vault_name
+from .. import activity, selectors
+from ..activity import operation
+from ..models import Operation, ResourceGroup, Vault
+from ..permissions import DEPLOYMENT, Action, authorize
+from ..validation import clean_location, clean_resource_group_name, clean_tags, clean_vault_name
 
 MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 7, 90
 
@@ -209,10 +209,10 @@ def vault_update(
     tags: dict[str, str] | None = None,
     sku: str | None = None,
     purge_protection: bool | None = None,
-    permission_model: str | None = None,
     retention_days: int | None = None,
 ) -> Vault:
-    """Change a vault's mutable properties; retention is fixed and purge protection one-way."""
+    """Change a vault's mutable properties; retention is fixed and purge protection one-way.
+    The permission model changes through `vault_permission_model_set`, which takes more."""
     vault = vault_lookup(name, actor=actor, action=Action.VAULT_WRITE)
     authorize(actor, Action.VAULT_WRITE, vault)
     changes: dict[str, Any] = {}
@@ -222,10 +222,6 @@ def vault_update(
         changes["sku"] = _choice(sku, Vault.Sku, "sku")
     if purge_protection is not None:
         changes["purge_protection"] = bool(purge_protection)
-    if permission_model is not None:
-        changes["permission_model"] = _choice(
-            permission_model, Vault.PermissionModel, "permissionModel"
-        )
     with activity.atomic():
         # Read again under a lock and write only what this call changes: a concurrent
         # change (turning purge protection on, a delete) must not be undone.
