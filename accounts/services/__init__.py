@@ -1,5 +1,36 @@
 """Every change to principals: people, applications and their credentials."""
 
+from .applications import (
+    ApplicationCredentials,
+    IssuedSecret,
+    application_certificate_add,
+    application_create,
+    application_credential_delete,
+    application_credential_list,
+    application_delete,
+    application_get,
+    application_list,
+    application_secret_add,
+    application_sign_in,
+    application_update,
+    years_from,
+)
 from .principals import cli_principal, principal_get, system_principal
 
 __all__ = ["cli_principal", "principal_get", "system_principal"]
+
+__all__ += [
+    "ApplicationCredentials",
+    "IssuedSecret",
+    "application_certificate_add",
+    "application_create",
+    "application_credential_delete",
+    "application_credential_list",
+    "application_delete",
+    "application_get",
+    "application_list",
+    "application_secret_add",
+    "application_sign_in",
+    "application_update",
+    "years_from",
+]
