@@ -17,11 +17,10 @@ def key_list(*, actor: User, vault: Vault, deleted: bool = False, q: str = "") -
     )
     if q:
         keys = keys.filter(name__icontains=q)
-    return visible(actor, keys.order_by(Lower("name")), Action.KEY_LIST)
+    return visible(actor, keys.order_by(Lower("name")), Action.KEY_LIST, within=vault)
 
 
 def key_version_list(*, actor: User, key: Key) -> QuerySet[KeyVersion]:
     """Every version of a key, oldest first."""
-    return visible(
-        actor, key.versions.select_related("key__vault__resource_group"), Action.KEY_LIST
-    )
+    versions = key.versions.select_related("key__vault__resource_group")
+    return visible(actor, versions, Action.KEY_LIST, within=key)

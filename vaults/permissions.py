@@ -335,39 +335,63 @@ def _permission_models(model: type[Model]) -> tuple[Any, Any]:
 # --- filtering lists -------------------------------------------------------------------------
 
 
-def visible[M: Model](actor: User, queryset: QuerySet[M], action: Action) -> QuerySet[M]:
+def visible[M: Model](
+    actor: User, queryset: QuerySet[M], action: Action, *, within: Securable | None = None
+) -> QuerySet[M]:
     """The part of `queryset` on which `actor` may perform `action`, filtered in SQL.
 
     The model names the path to each of its securable ancestors with
     `permission_lookups()`, nearest first; grants at any of them count, as in `authorize`.
     The filter is a handful of subqueries, so a page costs the same number of queries
     whatever the actor holds.
+
+    When every object lies `within` one container (the keys of one vault), the container
+    is decided once, as `authorize` decides it (one query, cached per request): a grant
+    there or above returns the list unfiltered, and otherwise only grants on the objects
+    themselves can count. A page then reads like an administrator's page.
     """
     if is_deployment_principal(actor):
         return queryset
     if not actor.is_active:
         return queryset.none()
     lookups: list[tuple[str, type[Model]]] = queryset.model.permission_lookups()  # type: ignore[attr-defined]
-    data = action.plane is Plane.DATA
-    role_codenames = [r.codename for r in roles.BUILT_IN_ROLES if r.grants(str(action), data=data)]
-    by_role = Q(pk__in=[])
-    vault_path = ""
-    for path, model in lookups:
-        if model is Vault:
-            vault_path = path
-        if role_codenames:
-            by_role |= Q(**{f"{path}__in": _held_by(actor, model, role_codenames)})
-    if not data:
-        return queryset.filter(by_role)
+    if within is not None:
+        if may(actor, action, within):
+            return queryset
+        above = {type(item) for item in within.permission_chain()}
+        lookups = [(path, model) for path, model in lookups if model not in above]
+        vault = _vault_in(within.permission_chain())
+        if (
+            action.plane is Plane.DATA
+            and vault is not None
+            and vault.permission_model == Vault.PermissionModel.ACCESS_POLICY
+        ):
+            # Access policies exist only on the vault, which has just been decided.
+            return queryset.none()
+        return queryset.filter(_by_role(actor, action, lookups))
+    if action.plane is not Plane.DATA:
+        return queryset.filter(_by_role(actor, action, lookups))
     assert action.permission is not None
+    vault_path = next(path for path, model in lookups if model is Vault)
     model_field = "permission_model" if vault_path == "pk" else f"{vault_path}__permission_model"
     by_policy = Q(
         **{f"{vault_path}__in": _held_by(actor, Vault, [policy_codename(action.permission)])}
     )
     return queryset.filter(
-        Q(**{model_field: Vault.PermissionModel.RBAC}) & by_role
+        Q(**{model_field: Vault.PermissionModel.RBAC}) & _by_role(actor, action, lookups)
         | Q(**{model_field: Vault.PermissionModel.ACCESS_POLICY}) & by_policy
     )
+
+
+def _by_role(actor: User, action: Action, lookups: list[tuple[str, type[Model]]]) -> Q:
+    """Objects on which, or on an ancestor of which, the actor holds a role allowing `action`."""
+    data = action.plane is Plane.DATA
+    codenames = [r.codename for r in roles.BUILT_IN_ROLES if r.grants(str(action), data=data)]
+    condition = Q(pk__in=[])
+    if codenames:
+        for path, model in lookups:
+            condition |= Q(**{f"{path}__in": _held_by(actor, model, codenames)})
+    return condition
 
 
 def _held_by[M: Model](actor: User, model: type[M], codenames: list[str]) -> QuerySet[M]:
