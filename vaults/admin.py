@@ -4,9 +4,10 @@ from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 
+from accounts import roles
 from kvconsole.admin import CappedCountPaginator, InspectionAdmin
 
-from .models import ActivityEntry, ResourceGroup, Vault
+from .models import ActivityEntry, ResourceGroup, RoleAssignment, Vault
 
 
 @admin.register(ResourceGroup)
@@ -30,6 +31,25 @@ class VaultAdmin(InspectionAdmin):
     list_filter = ("sku", "permission_model", "purge_protection", "location")
     list_select_related = ("resource_group",)
     search_fields = ("name",)
+
+
+@admin.register(RoleAssignment)
+class RoleAssignmentAdmin(InspectionAdmin):
+    """Assignments are made and removed with `kv role assignment` (and the console)."""
+
+    list_display = ("role", "principal", "scope", "created_by_name", "created_at")
+    list_select_related = ("user", "group")
+    search_fields = ("scope", "user__username", "group__name")
+
+    @admin.display(description="role")
+    def role(self, assignment: RoleAssignment) -> str:
+        return roles.ROLES_BY_ID[str(assignment.role_id)].name
+
+    @admin.display(description="principal")
+    def principal(self, assignment: RoleAssignment) -> str:
+        if assignment.group is not None:
+            return f"group {assignment.group.name}"
+        return str(assignment.user)
 
 
 class VaultNameFilter(admin.SimpleListFilter):

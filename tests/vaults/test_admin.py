@@ -21,9 +21,10 @@ from keys import services as key_services
 from keys.models import Key, KeyVersion
 from kvconsole.admin import CappedCountPaginator
 from kvconsole.errors import Forbidden
+from tests.factories import UserFactory
 from vaults import services
 from vaults.activity import GENESIS_HASH, entry_hash, request_context, verify_chain
-from vaults.models import ActivityEntry, ResourceGroup, Vault
+from vaults.models import ActivityEntry, ResourceGroup, RoleAssignment, Vault
 
 pytestmark = pytest.mark.django_db
 
@@ -31,9 +32,19 @@ MakeKey = Callable[..., KeyVersion]
 
 
 @pytest.fixture
-def versions(make_key: MakeKey) -> list[KeyVersion]:
-    """An EC key and a symmetric key with two versions (cheap to generate)."""
+def versions(make_key: MakeKey, system: User) -> list[KeyVersion]:
+    """An EC key and a symmetric key with two versions (cheap to generate), and a role
+    assignment on the key."""
     ec_version = make_key("ec-key", kty="EC", curve="P-256")
+    UserFactory.create(username="reader")
+    vault = ec_version.key.vault
+    services.role_assignment_create(
+        actor=system,
+        assignee="reader",
+        role="Key Vault Reader",
+        scope=f"/resourceGroups/{vault.resource_group.name}/providers/Microsoft.KeyVault/"
+        f"vaults/{vault.name}/keys/ec-key",
+    )
     make_key("oct-key", kty="oct", size=256)
     oct_version = make_key("oct-key", kty="oct", size=256)
     return [ec_version, oct_version]
@@ -57,10 +68,11 @@ def every_object(versions: list[KeyVersion]) -> list[Any]:
         Key.objects.first(),
         versions[0],
         ActivityEntry.objects.first(),
+        RoleAssignment.objects.first(),
     ]
 
 
-DOMAIN_MODELS = [ResourceGroup, Vault, Key, KeyVersion, ActivityEntry]
+DOMAIN_MODELS = [ResourceGroup, Vault, Key, KeyVersion, ActivityEntry, RoleAssignment]
 MODEL_IDS = [model.__name__ for model in DOMAIN_MODELS]
 
 
