@@ -1,0 +1,162 @@
+"""`kv ad app ...`: applications and their credentials, shaped like `az ad app`."""
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from django.utils import timezone
+
+from kvconsole.cli import Invocation, boolean, group, leaf, moment
+from kvconsole.errors import BadParameter
+
+from . import services, shapes
+from .services.applications import DEFAULT_SECRET_YEARS, MAX_SECRET_YEARS
+
+_APP_COLUMNS = ("appId", "displayName", "accountEnabled", "owner", "createdDateTime")
+
+
+def register(commands: Any) -> None:
+    directory = group(commands, "ad", "Manage the directory: applications and their credentials.")
+    apps = group(directory, "app", "Manage applications (service principals).")
+    _register_apps(apps)
+    _register_credentials(group(apps, "credential", "Manage an application's credentials."))
+    _register_certificates(group(apps, "cert", "Manage an application's certificates."))
+
+
+def _app_id(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--id", required=True, dest="app_id", help="The application (client) id.")
+
+
+def _register_apps(commands: Any) -> None:
+    create = leaf(commands, "create", _create, "Register an application.")
+    create.add_argument("--display-name", required=True)
+    leaf(commands, "list", _list, "List applications.", columns=_APP_COLUMNS)
+    show = leaf(commands, "show", _show, "Show an application.")
+    _app_id(show)
+    update = leaf(commands, "update", _update, "Rename, disable or enable an application.")
+    _app_id(update)
+    update.add_argument("--display-name")
+    update.add_argument(
+        "--enabled", type=boolean, help="false: the application can no longer sign in or act."
+    )
+    delete = leaf(
+        commands, "delete", _delete, "Delete an application, its credentials and its grants."
+    )
+    _app_id(delete)
+
+
+def _register_credentials(commands: Any) -> None:
+    reset = leaf(
+        commands,
+        "reset",
+        _reset,
+        "Create a client secret and print it once; without --append it replaces the others.",
+    )
+    _app_id(reset)
+    reset.add_argument("--display-name", default="", help="A description of the secret.")
+    validity = reset.add_mutually_exclusive_group()
+    validity.add_argument(
+        "--years",
+        type=int,
+        help=f"Valid for this many years (default {DEFAULT_SECRET_YEARS}, at most "
+        f"{MAX_SECRET_YEARS}).",
+    )
+    validity.add_argument("--end-date", type=moment, help="Expiry, ISO-8601 (UTC if no zone).")
+    reset.add_argument(
+        "--append", action="store_true", help="Keep the application's existing secrets."
+    )
+    listing = leaf(commands, "list", _credential_list, "List an application's credentials.")
+    _app_id(listing)
+    delete = leaf(
+        commands, "delete", _credential_delete, "Revoke (delete) a client secret or certificate."
+    )
+    _app_id(delete)
+    delete.add_argument("--key-id", required=True, help="The credential's keyId.")
+
+
+def _register_certificates(commands: Any) -> None:
+    upload = leaf(commands, "upload", _cert_upload, "Add a public certificate credential.")
+    _app_id(upload)
+    upload.add_argument(
+        "--cert", required=True, help="A PEM or DER certificate file (PATH or @PATH)."
+    )
+    upload.add_argument("--display-name", default="", help="A description of the certificate.")
+
+
+def _create(run: Invocation) -> Any:
+    return shapes.application(
+        services.application_create(actor=run.actor, display_name=run.options.display_name)
+    )
+
+
+def _list(run: Invocation) -> Any:
+    return [shapes.application(item) for item in services.application_list(actor=run.actor)]
+
+
+def _show(run: Invocation) -> Any:
+    return shapes.application(
+        services.application_get(actor=run.actor, client_id=run.options.app_id)
+    )
+
+
+def _update(run: Invocation) -> Any:
+    options = run.options
+    return shapes.application(
+        services.application_update(
+            actor=run.actor,
+            client_id=options.app_id,
+            display_name=options.display_name,
+            enabled=options.enabled,
+        )
+    )
+
+
+def _delete(run: Invocation) -> Any:
+    services.application_delete(actor=run.actor, client_id=run.options.app_id)
+
+
+def _reset(run: Invocation) -> Any:
+    options = run.options
+    expires_at = options.end_date
+    if options.years is not None:
+        if options.years < 1:
+            raise BadParameter("--years must be at least 1.")
+        expires_at = services.years_from(timezone.now(), options.years)
+    issued = services.application_secret_add(
+        actor=run.actor,
+        client_id=options.app_id,
+        description=options.display_name,
+        expires_at=expires_at,
+        replace=not options.append,
+    )
+    return shapes.issued_secret(issued)
+
+
+def _credential_list(run: Invocation) -> Any:
+    return shapes.credentials(
+        services.application_credential_list(actor=run.actor, client_id=run.options.app_id)
+    )
+
+
+def _credential_delete(run: Invocation) -> Any:
+    services.application_credential_delete(
+        actor=run.actor, client_id=run.options.app_id, key_id=run.options.key_id
+    )
+
+
+def _cert_upload(run: Invocation) -> Any:
+    options = run.options
+    # az takes `@file` for file contents; a bare path works too.
+    path = Path(options.cert.removeprefix("@"))
+    try:
+        certificate = path.read_bytes()
+    except OSError as error:
+        raise BadParameter(f"Cannot read {path}: {error.strerror}.") from None
+    return shapes.key_credential(
+        services.application_certificate_add(
+            actor=run.actor,
+            client_id=options.app_id,
+            certificate=certificate,
+            description=options.display_name,
+        )
+    )

@@ -1,0 +1,259 @@
+"""`kv ad app ...`: through call_command, and as a real process against a database file."""
+
+import hashlib
+import json
+from datetime import UTC, datetime, time, timedelta
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.utils import timezone
+
+from accounts import services
+from accounts.models import Application, ClientSecret, User
+from kvconsole.errors import Unauthorized
+from tests.accounts.certificates import der, key_body, make_certificate, pem, private_pem
+from tests.factories import UserFactory
+from tests.processes import make_deployment, run_kv
+from vaults.models import ActivityEntry, Operation, Result
+
+pytestmark = pytest.mark.django_db
+
+
+def kv(*args: str) -> Any:
+    out = StringIO()
+    call_command("kv", *args, stdout=out)
+    text = out.getvalue()
+    return json.loads(text) if text.strip().startswith(("{", "[")) else text
+
+
+def kv_refused(*args: str) -> CommandError:
+    with pytest.raises(CommandError) as refused:
+        kv(*args)
+    return refused.value
+
+
+@pytest.fixture
+def app_id(db: None) -> str:
+    return str(kv("ad", "app", "create", "--display-name", "billing-service")["appId"])
+
+
+def test_create_prints_the_graph_shape(db: None) -> None:
+    created = kv("ad", "app", "create", "--display-name", "billing-service")
+    app = Application.objects.select_related("user").get(client_id=created["appId"])
+    assert created == {
+        "appId": str(app.client_id),
+        "displayName": "billing-service",
+        "id": str(app.user.oid),
+        "accountEnabled": True,
+        # The CLI runs as a system principal, which owns nothing.
+        "owner": None,
+        "createdDateTime": created["createdDateTime"],
+    }
+    assert created["createdDateTime"].endswith("Z")
+    entry = ActivityEntry.objects.order_by("-seq").first()
+    assert entry is not None
+    assert (entry.operation, entry.face) == (Operation.APPLICATION_CREATE, "cli")
+
+
+def test_a_person_creating_with_as_becomes_the_owner(db: None) -> None:
+    UserFactory.create(username="alice")
+    created = kv("ad", "app", "create", "--display-name", "mine", "--as", "alice")
+    assert created["owner"] == "alice"
+
+
+def test_list_show_update(app_id: str) -> None:
+    assert [item["appId"] for item in kv("ad", "app", "list")] == [app_id]
+    assert kv("ad", "app", "show", "--id", app_id)["displayName"] == "billing-service"
+    updated = kv(
+        "ad", "app", "update", "--id", app_id, "--display-name", "billing", "--enabled", "false"
+    )
+    assert (updated["displayName"], updated["accountEnabled"]) == ("billing", False)
+    assert not User.objects.get(application__client_id=app_id).is_active
+    table = kv("ad", "app", "list", "--output", "table")
+    assert "billing" in table and "appId" in table
+
+
+def test_errors_exit_with_codes(app_id: str) -> None:
+    bad = kv_refused("ad", "app", "show", "--id", "not-a-guid")
+    assert bad.returncode == 2 and "(BadParameter)" in str(bad)
+    missing = kv_refused("ad", "app", "show", "--id", "4b0f3f6e-0000-4000-8000-000000000000")
+    assert missing.returncode == 3 and "(ApplicationNotFound)" in str(missing)
+    UserFactory.create(username="mallory")
+    forbidden = kv_refused(
+        "ad", "app", "update", "--id", app_id, "--enabled", "false", "--as", "mallory"
+    )
+    assert forbidden.returncode == 4 and "(Authorization_RequestDenied)" in str(forbidden)
+    assert Application.objects.get(client_id=app_id).enabled
+
+
+def test_credential_reset_prints_the_password_once_and_it_signs_in(app_id: str) -> None:
+    reset = kv("ad", "app", "credential", "reset", "--id", app_id, "--display-name", "ci")
+    assert set(reset) == {"appId", "password"}  # no tenant id is configured
+    assert reset["appId"] == app_id and len(reset["password"]) == 40
+    principal = services.application_sign_in(client_id=app_id, secret=reset["password"])
+    assert principal.username == f"app:{app_id}"
+
+    listed = kv("ad", "app", "credential", "list", "--id", app_id)
+    shown = json.dumps(listed) + json.dumps(kv("ad", "app", "show", "--id", app_id))
+    assert reset["password"] not in shown
+    [password] = listed["passwordCredentials"]
+    assert password["hint"] == reset["password"][:3] and password["displayName"] == "ci"
+    assert set(password) == {"keyId", "displayName", "hint", "startDateTime", "endDateTime"}
+    secret = ClientSecret.objects.get()
+    assert secret.salt not in shown and secret.secret_hash not in shown
+    assert reset["password"] not in "".join(str(row) for row in ActivityEntry.objects.values_list())
+
+
+def test_reset_prints_the_tenant_when_one_is_configured(app_id: str, settings: Any) -> None:
+    settings.KVCONSOLE_TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+    reset = kv("ad", "app", "credential", "reset", "--id", app_id)
+    assert reset["tenant"] == "72f988bf-86f1-41af-91ab-2d7cd011db47"
+
+
+def test_reset_replaces_unless_appended(app_id: str) -> None:
+    first = kv("ad", "app", "credential", "reset", "--id", app_id)["password"]
+    second = kv("ad", "app", "credential", "reset", "--id", app_id)["password"]
+    with pytest.raises(Unauthorized, match="AADSTS7000215"):
+        services.application_sign_in(client_id=app_id, secret=first)
+    third = kv("ad", "app", "credential", "reset", "--id", app_id, "--append")["password"]
+    for password in (second, third):
+        assert services.application_sign_in(client_id=app_id, secret=password)
+    assert ClientSecret.objects.count() == 2
+
+
+def test_reset_validity_options(app_id: str) -> None:
+    two_years = kv("ad", "app", "credential", "reset", "--id", app_id, "--years", "2", "--append")
+    assert two_years["password"]
+    secret = ClientSecret.objects.get()
+    assert secret.expires_at.year - secret.created_at.year == 2
+    too_long = kv_refused("ad", "app", "credential", "reset", "--id", app_id, "--years", "3")
+    assert too_long.returncode == 2 and "at most 2 years" in str(too_long)
+    past = kv_refused(
+        "ad", "app", "credential", "reset", "--id", app_id, "--end-date", "2020-01-01"
+    )
+    assert past.returncode == 2 and "in the future" in str(past)
+    far = kv_refused("ad", "app", "credential", "reset", "--id", app_id, "--end-date", "2099-01-01")
+    assert far.returncode == 2
+    entry = ActivityEntry.objects.order_by("-seq").first()
+    assert entry is not None
+    assert (entry.operation, entry.result) == (
+        Operation.APPLICATION_SECRET_ADD,
+        Result.BAD_PARAMETER,
+    )
+    # Refused resets replaced nothing.
+    assert ClientSecret.objects.count() == 1
+    end = (timezone.now() + timedelta(days=400)).date()
+    dated = kv("ad", "app", "credential", "reset", "--id", app_id, "--end-date", end.isoformat())
+    assert dated["password"]
+    # A date without a time or zone is midnight UTC, as az takes it.
+    assert ClientSecret.objects.get().expires_at == datetime.combine(end, time(), tzinfo=UTC)
+
+
+def test_credential_delete_revokes(app_id: str) -> None:
+    password = kv("ad", "app", "credential", "reset", "--id", app_id)["password"]
+    [listed] = kv("ad", "app", "credential", "list", "--id", app_id)["passwordCredentials"]
+    assert (
+        kv("ad", "app", "credential", "delete", "--id", app_id, "--key-id", listed["keyId"]) == ""
+    )
+    with pytest.raises(Unauthorized, match="AADSTS7000215"):
+        services.application_sign_in(client_id=app_id, secret=password)
+    gone = kv_refused(
+        "ad", "app", "credential", "delete", "--id", app_id, "--key-id", listed["keyId"]
+    )
+    assert gone.returncode == 3 and "(CredentialNotFound)" in str(gone)
+
+
+def test_cert_upload_from_a_path_or_at_path(app_id: str, tmp_path: Path) -> None:
+    first, _ = make_certificate("one.example")
+    second, _ = make_certificate("two.example")
+    (tmp_path / "one.pem").write_bytes(pem(first))
+    (tmp_path / "two.cer").write_bytes(der(second))
+    uploaded = kv(
+        "ad",
+        "app",
+        "cert",
+        "upload",
+        "--id",
+        app_id,
+        "--cert",
+        str(tmp_path / "one.pem"),
+        "--display-name",
+        "prod",
+    )
+    assert uploaded["customKeyIdentifier"] == hashlib.sha1(der(first)).hexdigest().upper()  # noqa: S324
+    assert uploaded["thumbprintSha256"] == hashlib.sha256(der(first)).hexdigest().upper()
+    assert (uploaded["type"], uploaded["usage"], uploaded["displayName"]) == (
+        "AsymmetricX509Cert",
+        "Verify",
+        "prod",
+    )
+    kv("ad", "app", "cert", "upload", "--id", app_id, "--cert", f"@{tmp_path / 'two.cer'}")
+    listed = kv("ad", "app", "credential", "list", "--id", app_id)["keyCredentials"]
+    assert sorted(item["subject"] for item in listed) == [
+        "O=Example\\, Inc.,CN=one.example",
+        "O=Example\\, Inc.,CN=two.example",
+    ]
+    assert {item["customKeyIdentifier"] for item in listed} == {
+        hashlib.sha1(der(certificate)).hexdigest().upper()  # noqa: S324
+        for certificate in (first, second)
+    }
+    duplicate = kv_refused(
+        "ad", "app", "cert", "upload", "--id", app_id, "--cert", str(tmp_path / "one.pem")
+    )
+    assert duplicate.returncode == 5
+    revoked = kv("ad", "app", "credential", "delete", "--id", app_id, "--key-id", uploaded["keyId"])
+    assert revoked == ""
+    assert len(kv("ad", "app", "credential", "list", "--id", app_id)["keyCredentials"]) == 1
+
+
+def test_cert_upload_refuses_a_private_key_without_echoing_it(app_id: str, tmp_path: Path) -> None:
+    certificate, key = make_certificate()
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(pem(certificate) + private_pem(key))
+    refused = kv_refused("ad", "app", "cert", "upload", "--id", app_id, "--cert", str(bundle))
+    assert refused.returncode == 2 and "only the public certificate" in str(refused)
+    assert key_body(key) not in str(refused)
+    missing = kv_refused(
+        "ad", "app", "cert", "upload", "--id", app_id, "--cert", "@/nonexistent.pem"
+    )
+    assert missing.returncode == 2 and "Cannot read" in str(missing)
+
+
+def test_delete(app_id: str) -> None:
+    assert kv("ad", "app", "delete", "--id", app_id) == ""
+    assert not Application.objects.exists()
+    assert not User.objects.filter(username=f"app:{app_id}").exists()
+
+
+# --- as a real process ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def deployment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    return make_deployment(tmp_path_factory.mktemp("deployment"))
+
+
+def test_the_database_file_never_holds_a_secret_value(deployment: dict[str, str]) -> None:
+    """Scan every byte of the SQLite file (and its WAL) for the secrets a real process made."""
+    created = run_kv(deployment, "ad", "app", "create", "--display-name", "scanned")
+    assert created.returncode == 0, created.stderr
+    app_id = json.loads(created.stdout)["appId"]
+    passwords = []
+    for options in ([], ["--append"], ["--append", "--years", "2"]):
+        reset = run_kv(deployment, "ad", "app", "credential", "reset", "--id", app_id, *options)
+        assert reset.returncode == 0, reset.stderr
+        passwords.append(json.loads(reset.stdout)["password"])
+    listed = run_kv(deployment, "ad", "app", "credential", "list", "--id", app_id)
+    assert len(json.loads(listed.stdout)["passwordCredentials"]) == 3
+    activity = run_kv(deployment, "activity", "list", "--top", "10")
+    assert activity.returncode == 0, activity.stderr
+
+    directory = Path(deployment["KVCONSOLE_VAR_DIR"])
+    stored = b"".join(path.read_bytes() for path in directory.glob("db.sqlite3*") if path.is_file())
+    assert app_id.encode() in stored  # the scan does see the application's rows
+    for password in passwords:
+        assert password.encode() not in stored
+        assert password not in listed.stdout + activity.stdout
