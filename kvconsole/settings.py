@@ -3,6 +3,7 @@
 import os
 import secrets
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -42,6 +43,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "guardian",
+    "axes",
     "accounts",
     "vaults",
     "keys",
@@ -54,11 +56,17 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Every view needs a signed-in person unless it is marked login_not_required (the
+    # sign-in pages, and any endpoint that authenticates its callers another way).
+    "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "kvconsole.middleware.activity_context",
+    # Last, as django-axes asks: it turns a lockout found while the view ran into the lockout
+    # page. Sign-in records are written during the view, inside activity_context.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "kvconsole.urls"
@@ -102,6 +110,8 @@ DATABASES = {
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
+    # First, so that a locked-out client is refused before any password is checked.
+    "axes.backends.AxesStandaloneBackend",
     "accounts.backends.PrincipalBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -116,8 +126,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
-LOGIN_URL = "/admin/login/"
+LOGIN_URL = "signin"
 LOGIN_REDIRECT_URL = "/"
+
+# Sign-in throttling (django-axes): after KVCONSOLE_LOGIN_FAILURE_LIMIT failures for one user
+# name from one address, that pair is refused for the cool-off, whatever the password.
+AXES_FAILURE_LIMIT = int(os.environ.get("KVCONSOLE_LOGIN_FAILURE_LIMIT", "5"))
+AXES_COOLOFF_TIME = timedelta(minutes=int(os.environ.get("KVCONSOLE_LOGIN_COOLOFF_MINUTES", "15")))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# A fixed cool-off: attempts made while locked out neither count nor extend it, so someone
+# guessing at a name cannot keep its owner out indefinitely.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_CLIENT_IP_CALLABLE = "kvconsole.middleware.client_ip"
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_HTTP_RESPONSE_CODE = 429
+# Sign-ins are recorded in the activity log; a second log of them would only drift from it.
+AXES_DISABLE_ACCESS_LOG = True
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -134,8 +159,19 @@ WHITENOISE_USE_FINDERS = True
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Sessions end after KVCONSOLE_SESSION_IDLE_MINUTES without a request (each request renews
+# the expiry) and when the browser closes.
+SESSION_COOKIE_AGE = int(os.environ.get("KVCONSOLE_SESSION_IDLE_MINUTES", "30")) * 60
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = False
+# Cookies travel over HTTPS only, except in a DEBUG deployment, which `make run` serves over
+# plain HTTP; KVCONSOLE_SECURE_COOKIES overrides either way.
+_secure_cookies = os.environ.get("KVCONSOLE_SECURE_COOKIES", "0" if DEBUG else "1") == "1"
+SESSION_COOKIE_SECURE = _secure_cookies
+CSRF_COOKIE_SECURE = _secure_cookies
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

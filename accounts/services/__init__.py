@@ -16,6 +16,13 @@ from .applications import (
     years_from,
 )
 from .principals import cli_principal, principal_get, system_principal
+from .sessions import (
+    session_lockout,
+    session_sign_in,
+    session_sign_in_refuse,
+    session_sign_out,
+    sign_in_claimant,
+)
 
 __all__ = ["cli_principal", "principal_get", "system_principal"]
 
@@ -33,4 +40,11 @@ __all__ += [
     "application_sign_in",
     "application_update",
     "years_from",
+]
+__all__ += [
+    "session_lockout",
+    "session_sign_in",
+    "session_sign_in_refuse",
+    "session_sign_out",
+    "sign_in_claimant",
 ]

@@ -11,7 +11,7 @@ pytestmark = pytest.mark.django_db
 def test_anonymous_visitors_are_sent_to_sign_in(client: Client) -> None:
     response = client.get("/")
     assert response.status_code == 302
-    assert response["Location"].startswith("/admin/login/")
+    assert response["Location"] == "/signin/?next=/"
 
 
 def test_owner_sees_vaults_with_live_key_counts(client: Client, owner, make_key, vault) -> None:
