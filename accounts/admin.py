@@ -16,10 +16,10 @@ from django.urls import URLPattern, path, reverse
 from django.utils.cache import add_never_cache_headers
 from django.utils.html import format_html
 
+from keys.crypto.certificates import MAX_CERTIFICATE_BYTES
 from kvconsole.errors import ServiceError
 
 from . import services
-from .certificates import MAX_CERTIFICATE_BYTES
 from .models import Application, CertificateCredential, ClientSecret, User
 
 

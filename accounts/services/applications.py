@@ -12,13 +12,13 @@ from django.db import IntegrityError
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from keys.crypto.certificates import read_certificate
 from kvconsole.errors import BadParameter, Conflict, NotFound, Unauthorized
 from vaults import activity
 from vaults.activity import operation
 from vaults.models import Operation
 from vaults.permissions import DEPLOYMENT, Action, authorize
 
-from ..certificates import read_certificate
 from ..models import Application, CertificateCredential, ClientSecret, User
 
 DISPLAY_NAME_MAX_LENGTH = 120

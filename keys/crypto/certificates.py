@@ -1,7 +1,8 @@
 """Reading the public certificates applications register as credentials.
 
-Pure functions over `cryptography` (no Django), like the keys crypto engine. Refusals raise
-`BadParameter` and never quote the input: a file uploaded by mistake may hold a private key.
+Pure functions over `cryptography` (no Django), part of the crypto engine so that it stays
+the one place that imports `cryptography`. Refusals raise `BadParameter` and never quote the
+input: a file uploaded by mistake may hold a private key.
 """
 
 import hashlib
