@@ -27,7 +27,7 @@ from ..models import (
     Vault,
 )
 from ..permissions import DEPLOYMENT, Action, Principal, authorize
-from .resources import _lock_vault, _resource_group, vault_lookup
+from .resources import _lock_vault, vault_lookup
 
 _SCOPE = re.compile(
     r"(?:/subscriptions/(?P<subscription>[^/]+))?"
@@ -88,8 +88,16 @@ def _keys() -> QuerySet[Any]:
 
 def _scope_object(actor: User, action: Action, scope: Scope) -> Model:
     """The resource group, vault or key a scope names. Whoever may not act at the nearest
-    existing ancestor learns nothing about what exists below it."""
-    group = _resource_group(actor, action, scope.group, as_target=False)
+    existing ancestor learns nothing about what exists below it. The caller authorizes the
+    object itself: a right held at a vault or key is enough there, without one on the group."""
+    activity.describe(resource_group=scope.group)
+    group = ResourceGroup.objects.filter(name__iexact=scope.group).first()
+    if group is None:
+        authorize(actor, action, DEPLOYMENT)
+        raise NotFound(
+            f"Resource group '{scope.group}' could not be found.", code="ResourceGroupNotFound"
+        )
+    activity.describe(resource_group=group.name)
     if scope.vault is None:
         activity.describe(group)
         return group
