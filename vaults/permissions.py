@@ -131,6 +131,20 @@ class Deployment:
 
 
 DEPLOYMENT = Deployment()
+
+
+@dataclass(frozen=True)
+class MissingResourceGroup:
+    """A resource group asked for by a name that no group has. Only deployment principals
+    may learn that it is missing; anyone else is refused with the message a group of that
+    name would have given, so refusals do not tell which groups exist."""
+
+    name: str
+
+    def permission_chain(self) -> list[Model]:
+        return []
+
+
 Principal = User | Group
 
 
@@ -151,6 +165,8 @@ def authorize(actor: User, action: Action, obj: Securable | Application) -> None
             return
         raise _directory_denied(actor, action)
     assert not isinstance(obj, Application)
+    if isinstance(obj, MissingResourceGroup):
+        raise _denied(actor, action, [ResourceGroup(name=obj.name)])
     chain = obj.permission_chain()
     if actor.is_active and chain and _allows(action, chain, _grants(actor, chain)):
         return
@@ -231,6 +247,7 @@ def _denied(actor: User, action: Action, chain: list[Model]) -> Forbidden:
     elif group is not None:
         resource = group.resource_id
     else:
+        # Only deployment principals act at the deployment; Azure names the subscription.
         resource = f"/subscriptions/{settings.KVCONSOLE_SUBSCRIPTION_ID}"
     lines = [
         "Caller is not authorized to perform action on resource.",

@@ -412,6 +412,41 @@ def test_missing_key_and_existing_key_are_refused_alike(world: World) -> None:
     assert "key1" not in messages[0]
 
 
+def test_missing_and_existing_resource_groups_are_refused_alike(world: World) -> None:
+    """Someone with no rights cannot tell which resource group names exist."""
+    person("alice")
+    outsider = person("mallory")
+    messages = []
+    for group_name in ("RG-A", "rg-missing"):
+        with pytest.raises(Forbidden) as raised:
+            services.role_assignment_create(
+                actor=outsider, assignee="alice", role=READER, scope=f"/resourceGroups/{group_name}"
+            )
+        messages.append(raised.value.message.replace("rg-missing", "rg-a"))
+        with pytest.raises(Forbidden) as raised:
+            services.resource_group_get(actor=outsider, name=group_name)
+        messages.append(raised.value.message.replace("rg-missing", "rg-a"))
+    assert messages[0] == messages[2]
+    assert messages[1] == messages[3]
+    assert "Resource: '/subscriptions/" in messages[0]
+    assert messages[0].count("resourcegroups/rg-a'") == 1
+
+
+@pytest.mark.parametrize("subscription", [SUBSCRIPTION, SUBSCRIPTION.upper()])
+def test_scope_in_this_subscription_is_accepted(world: World, subscription: str) -> None:
+    person("alice")
+    assert assign("alice", READER, f"{subscription}{VAULT_A}").scope == VAULT_A
+
+
+def test_scope_in_another_subscription_is_a_bad_parameter(world: World, system: User) -> None:
+    person("alice")
+    other = f"/subscriptions/{uuid.uuid4()}{VAULT_A}"
+    with pytest.raises(BadParameter) as raised:
+        services.role_assignment_create(actor=system, assignee="alice", role=READER, scope=other)
+    assert raised.value.code == "InvalidScope"
+    assert not RoleAssignment.objects.exists()
+
+
 def test_assignee_is_a_user_name(world: World) -> None:
     alice = person("alice")
     created = assign("alice", READER, VAULT_A)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.apps import apps
+from django.conf import settings
 from django.contrib.auth.models import Group
 from django.db import IntegrityError
 from django.db.models import Model, QuerySet
@@ -26,7 +27,7 @@ from ..models import (
     RoleAssignment,
     Vault,
 )
-from ..permissions import DEPLOYMENT, Action, Principal, authorize
+from ..permissions import DEPLOYMENT, Action, MissingResourceGroup, Principal, authorize
 from .resources import _lock_vault, vault_lookup
 
 _SCOPE = re.compile(
@@ -57,6 +58,14 @@ class EffectiveAccess:
 def parse_scope(text: str) -> Scope:
     """A scope written as Azure writes it, with or without the subscription."""
     match = _SCOPE.fullmatch(text.strip())
+    subscription = settings.KVCONSOLE_SUBSCRIPTION_ID
+    named = match["subscription"] if match is not None else None
+    if named is not None and named.lower() != subscription.lower():
+        raise BadParameter(
+            f"The scope '{text}' is in subscription '{named}'; this deployment "
+            f"is subscription '{subscription}'. Leave the subscription out, or use this one.",
+            code="InvalidScope",
+        )
     if match is None:
         raise BadParameter(
             f"The scope '{text}' is not valid. Use /resourceGroups/{{group}}, "
@@ -93,7 +102,7 @@ def _scope_object(actor: User, action: Action, scope: Scope) -> Model:
     activity.describe(resource_group=scope.group)
     group = ResourceGroup.objects.filter(name__iexact=scope.group).first()
     if group is None:
-        authorize(actor, action, DEPLOYMENT)
+        authorize(actor, action, MissingResourceGroup(scope.group))
         raise NotFound(
             f"Resource group '{scope.group}' could not be found.", code="ResourceGroupNotFound"
         )

@@ -13,7 +13,7 @@ from kvconsole.errors import BadParameter, Conflict, Forbidden, NotFound
 from .. import activity, selectors
 from ..activity import operation
 from ..models import Operation, ResourceGroup, Vault
-from ..permissions import DEPLOYMENT, Action, authorize
+from ..permissions import DEPLOYMENT, Action, MissingResourceGroup, authorize
 from ..validation import clean_location, clean_resource_group_name, clean_tags, clean_vault_name
 
 MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 7, 90
@@ -35,7 +35,7 @@ def _resource_group(
         activity.describe(resource_group=name)
     group = ResourceGroup.objects.filter(name__iexact=name).first()
     if group is None:
-        authorize(actor, action, DEPLOYMENT)
+        authorize(actor, action, MissingResourceGroup(name))
         raise NotFound(f"Resource group '{name}' could not be found.", code="ResourceGroupNotFound")
     if as_target:
         activity.describe(group)
