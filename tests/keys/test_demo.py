@@ -6,11 +6,12 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 
-from accounts.models import User
+from accounts.models import Application, User
 from keys import services as key_services
 from keys.models import Key
+from kvconsole.errors import Forbidden
 from vaults import services as vault_services
-from vaults.models import ResourceGroup, Vault
+from vaults.models import ResourceGroup, RoleAssignment, Vault
 
 
 @pytest.fixture
@@ -40,12 +41,27 @@ def test_demo_creates_a_group_a_vault_three_keys_and_an_admin(var_dir: Path) -> 
 
 
 @pytest.mark.django_db
+def test_demo_application_may_use_the_demo_keys_and_nothing_more(var_dir: Path) -> None:
+    output = demo()
+    application = Application.objects.get(display_name="demo-app")
+    assert str(application.client_id) in output
+    principal = application.user
+    version = key_services.key_get(actor=principal, vault_name="demo-vault", name="demo-ec")
+    assert version.key.name == "demo-ec"
+    with pytest.raises(Forbidden):
+        key_services.key_delete(actor=principal, vault_name="demo-vault", name="demo-ec")
+    with pytest.raises(Forbidden):
+        vault_services.vault_get(actor=principal, name="demo-vault")
+
+
+@pytest.mark.django_db
 def test_demo_runs_again_without_losing_or_duplicating_anything(var_dir: Path) -> None:
     demo()
     versions = {key.name: key.current_version_id for key in Key.objects.all()}
     output = demo()
     assert {key.name: key.current_version_id for key in Key.objects.all()} == versions
     assert User.objects.filter(username="admin").count() == 1
+    assert Application.objects.count() == RoleAssignment.objects.count() == 1
     assert (var_dir / "admin-password").read_text().strip() in output
 
 

@@ -11,7 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from accounts.models import User
+from accounts import services as accounts_services
+from accounts.models import Application, User
 from accounts.services import system_principal
 from keys import selectors as key_selectors
 from keys import services as key_services
@@ -20,7 +21,8 @@ from vaults import services as vault_services
 from vaults.activity import request_context
 from vaults.models import Face, Vault
 
-GROUP, VAULT = "demo-rg", "demo-vault"
+GROUP, VAULT, APPLICATION = "demo-rg", "demo-vault", "demo-app"
+APPLICATION_ROLE = "Key Vault Crypto User"
 DEMO_KEYS: dict[str, dict[str, Any]] = {
     "demo-rsa": {"kty": "RSA", "size": 2048},
     "demo-ec": {"kty": "EC", "curve": "P-256"},
@@ -29,7 +31,10 @@ DEMO_KEYS: dict[str, dict[str, Any]] = {
 
 
 class Command(BaseCommand):
-    help = "Create demo data (a resource group, a vault, three keys) and an admin login."
+    help = (
+        "Create demo data (a resource group, a vault, three keys, an application that may use "
+        "them) and an admin login."
+    )
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--url", default="http://127.0.0.1:8000/", help="Where the site runs.")
@@ -38,6 +43,7 @@ class Command(BaseCommand):
         actor = system_principal(name="system:demo")
         with request_context(face=Face.CLI):
             vault = self._demo_data(actor)
+            application = self._demo_application(actor) if vault is not None else None
         username, password = self._admin_login()
         url = options["url"].rstrip("/")
         self.stdout.write(
@@ -54,6 +60,13 @@ class Command(BaseCommand):
         else:
             listing = f".venv/bin/python manage.py kv key list --vault-name {VAULT} -o table"
             self.stdout.write(f"  Demo vault   {VAULT} ({vault.uri})\n  CLI          {listing}\n")
+        if application is not None:
+            reset = f"kv ad app credential reset --id {application.client_id}"
+            self.stdout.write(
+                f"  Demo app     {APPLICATION} ({application.client_id}), {APPLICATION_ROLE} on "
+                f"{VAULT}\n"
+                f"               a client secret: .venv/bin/python manage.py {reset}\n"
+            )
 
     def _demo_data(self, actor: User) -> Vault | None:
         """The demo vault with its keys, adding what is missing; None if it is soft-deleted.
@@ -80,6 +93,25 @@ class Command(BaseCommand):
             if name not in taken:
                 key_services.key_create(actor=actor, vault_name=VAULT, name=name, **spec)
         return vault
+
+    def _demo_application(self, actor: User) -> Application:
+        """An application holding a data role on the demo vault, to show RBAC at work."""
+        application = (
+            accounts_services.application_list(actor=actor).filter(display_name=APPLICATION).first()
+        )
+        if application is None:
+            application = accounts_services.application_create(
+                actor=actor, display_name=APPLICATION
+            )
+        scope = f"/resourceGroups/{GROUP}/providers/Microsoft.KeyVault/vaults/{VAULT}"
+        held = vault_services.role_assignment_list(
+            actor=actor, scope=scope, assignee=str(application.client_id), role=APPLICATION_ROLE
+        )
+        if not held.exists():
+            vault_services.role_assignment_create(
+                actor=actor, assignee=str(application.client_id), role=APPLICATION_ROLE, scope=scope
+            )
+        return application
 
     def _admin_login(self) -> tuple[str, str]:
         """The admin's name and password: from the environment, or generated once into var/."""
