@@ -7,10 +7,8 @@ salt or hash.
 from datetime import UTC, datetime
 from typing import Any
 
-from django.conf import settings
-
+from .credentials import ApplicationCredentials, IssuedSecret
 from .models import Application, CertificateCredential, ClientSecret
-from .services import ApplicationCredentials, IssuedSecret
 
 
 def graph_time(moment: datetime) -> str:
@@ -64,12 +62,8 @@ def credentials(found: ApplicationCredentials) -> dict[str, Any]:
 
 def issued_secret(issued: IssuedSecret) -> dict[str, Any]:
     """What `az ad app credential reset` prints: the only time the value is ever shown."""
-    shown: dict[str, Any] = {
+    # az also prints "tenant"; the deployment has no tenant id, and none is made up.
+    return {
         "appId": str(issued.credential.application.client_id),
         "password": issued.value,
     }
-    # The deployment has a tenant id only where one is configured; none is made up.
-    tenant = getattr(settings, "KVCONSOLE_TENANT_ID", None)
-    if tenant:
-        shown["tenant"] = tenant
-    return shown

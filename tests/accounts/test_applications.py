@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.db import connection
 from django.utils import timezone
 
-from accounts import services, shapes
+from accounts import shapes
 from accounts.models import Application, CertificateCredential, ClientSecret, User
 from accounts.roles import RoleDefinition, role_named
 from keys import services as key_services
@@ -21,6 +21,7 @@ from keys.models import KeyVersion
 from kvconsole.errors import BadParameter, Conflict, Forbidden, NotFound, Unauthorized
 from tests.accounts.certificates import der, key_body, make_certificate, pem, private_pem
 from tests.factories import UserFactory
+from vaults import services
 from vaults.models import ActivityEntry, Operation, Result, Vault, VaultUserObjectPermission
 from vaults.permissions import grant_role
 

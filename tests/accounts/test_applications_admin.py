@@ -12,10 +12,10 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts import services
 from accounts.models import Application, CertificateCredential, ClientSecret, User
 from tests.accounts.certificates import key_body, make_certificate, pem, private_pem
 from tests.factories import UserFactory
+from vaults import services
 from vaults.models import ActivityEntry, Face, Operation, Result
 
 if TYPE_CHECKING:

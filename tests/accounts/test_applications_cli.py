@@ -11,12 +11,12 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from accounts import services
 from accounts.models import Application, ClientSecret, User
 from kvconsole.errors import Unauthorized
 from tests.accounts.certificates import der, key_body, make_certificate, pem, private_pem
 from tests.factories import UserFactory
 from tests.processes import make_deployment, run_kv
+from vaults import services
 from vaults.models import ActivityEntry, Operation, Result
 
 pytestmark = pytest.mark.django_db
@@ -91,7 +91,7 @@ def test_errors_exit_with_codes(app_id: str) -> None:
 
 def test_credential_reset_prints_the_password_once_and_it_signs_in(app_id: str) -> None:
     reset = kv("ad", "app", "credential", "reset", "--id", app_id, "--display-name", "ci")
-    assert set(reset) == {"appId", "password"}  # no tenant id is configured
+    assert set(reset) == {"appId", "password"}  # no "tenant": the deployment has none
     assert reset["appId"] == app_id and len(reset["password"]) == 40
     principal = services.application_sign_in(client_id=app_id, secret=reset["password"])
     assert principal.username == f"app:{app_id}"
@@ -105,12 +105,6 @@ def test_credential_reset_prints_the_password_once_and_it_signs_in(app_id: str) 
     secret = ClientSecret.objects.get()
     assert secret.salt not in shown and secret.secret_hash not in shown
     assert reset["password"] not in "".join(str(row) for row in ActivityEntry.objects.values_list())
-
-
-def test_reset_prints_the_tenant_when_one_is_configured(app_id: str, settings: Any) -> None:
-    settings.KVCONSOLE_TENANT_ID = "72f988bf-86f1-41af-91ab-2d7cd011db47"
-    reset = kv("ad", "app", "credential", "reset", "--id", app_id)
-    assert reset["tenant"] == "72f988bf-86f1-41af-91ab-2d7cd011db47"
 
 
 def test_reset_replaces_unless_appended(app_id: str) -> None:

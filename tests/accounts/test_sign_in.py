@@ -24,10 +24,10 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.utils import timezone
 
-from accounts import signals
 from accounts.models import User
 from accounts.roles import role_named
 from tests.factories import UserFactory
+from vaults import signals
 from vaults.models import ActivityEntry, Face, Operation, Result, Vault
 from vaults.permissions import grant_role
 
@@ -42,6 +42,7 @@ WRONG_PASSWORDS = [f"wrong guess number {number}" for number in range(1, 7)]
 ADDRESS = "203.0.113.7"
 OTHER_ADDRESS = "198.51.100.4"
 SIGN_IN_OPERATIONS = [Operation.SIGN_IN, Operation.SIGN_OUT, Operation.SIGN_IN_LOCKOUT]
+UNKNOWN_USER = re.compile(r"\(unknown user\) [0-9a-f]{12}")
 
 
 def sign_in(
@@ -175,16 +176,36 @@ def test_non_people_are_refused_even_with_a_usable_password(
     )
 
 
-def test_an_unknown_user_name_is_recorded_by_name_without_an_object_id(client: Client) -> None:
+def test_an_unknown_user_name_is_recorded_by_digest_without_an_object_id(client: Client) -> None:
     sign_in(client, "nobody", WRONG_PASSWORDS[0])
     sign_in(client, "x" * 300, WRONG_PASSWORDS[0])
     entries = sign_in_entries()
-    assert [(entry.actor_name, entry.actor_oid) for entry in entries] == [
-        ("nobody", None),
-        ("x" * 150, None),
-    ]
+    assert [entry.actor_oid for entry in entries] == [None, None]
+    assert all(UNKNOWN_USER.fullmatch(entry.actor_name) for entry in entries)
+    assert entries[0].actor_name != entries[1].actor_name
     assert {entry.result for entry in entries} == {Result.UNAUTHORIZED}
     assert not User.objects.filter(username__in=["nobody", "x" * 150]).exists()
+    assert not User.objects.filter(username__startswith="(unknown user)").exists()
+
+
+def test_a_password_typed_as_the_user_name_is_never_recorded(client: Client) -> None:
+    typed = "Tr0ub4dor&3-correct-horse"
+    # Failures, the lockout they bring and an attempt refused during it all name a claimant.
+    lock_out(client, typed)
+    sign_in(client, typed, PASSWORD)
+    sign_in(client, "someone else", WRONG_PASSWORDS[0])
+
+    entries = ActivityEntry.objects.all()
+    text = json.dumps([[str(value) for value in entry.__dict__.values()] for entry in entries])
+    assert entries.count() == 8
+    assert typed.lower() not in text.lower()
+    *attempts, other = sign_in_entries()
+    assert [entry.operation for entry in attempts[-2:]] == [Operation.SIGN_IN_LOCKOUT] * 2
+    # Attempts with one name can still be correlated, and told from another name's.
+    assert len({entry.actor_name for entry in attempts}) == 1
+    assert UNKNOWN_USER.fullmatch(attempts[0].actor_name)
+    assert UNKNOWN_USER.fullmatch(other.actor_name)
+    assert other.actor_name != attempts[0].actor_name
 
 
 # --- throttling and lockout ----------------------------------------------------------------------
@@ -220,7 +241,7 @@ def ours_before_axes() -> Iterator[None]:
     user_login_failed.disconnect(axes_signals.handle_user_login_failed)
     user_login_failed.connect(axes_signals.handle_user_login_failed)
     yield
-    user_login_failed.disconnect(dispatch_uid="accounts.sign_in_failed")
+    user_login_failed.disconnect(dispatch_uid="vaults.sign_in_failed")
     signals.connect()
 
 

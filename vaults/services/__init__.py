@@ -1,4 +1,5 @@
-"""Every change to resource groups, vaults and who may use them, authorized and recorded."""
+"""Every change to resource groups, vaults, the directory's applications and who may use
+them, and the record of console sign-ins: authorized and recorded."""
 
 from .access import (
     EffectiveAccess,
@@ -16,6 +17,21 @@ from .access import (
     role_definition_list,
     scope_path,
     vault_permission_model_set,
+)
+from .directory import (
+    ApplicationCredentials,
+    IssuedSecret,
+    application_certificate_add,
+    application_create,
+    application_credential_delete,
+    application_credential_list,
+    application_delete,
+    application_get,
+    application_list,
+    application_secret_add,
+    application_sign_in,
+    application_update,
+    years_from,
 )
 from .resources import (
     MAX_RETENTION_DAYS,
@@ -35,15 +51,34 @@ from .resources import (
     vault_recover,
     vault_update,
 )
+from .sessions import (
+    session_lockout,
+    session_sign_in,
+    session_sign_in_refuse,
+    session_sign_out,
+    sign_in_claimant,
+)
 
 __all__ = [
     "MAX_RETENTION_DAYS",
     "MIN_RETENTION_DAYS",
+    "ApplicationCredentials",
     "EffectiveAccess",
+    "IssuedSecret",
     "Scope",
     "access_policy_delete",
     "access_policy_list",
     "access_policy_set",
+    "application_certificate_add",
+    "application_create",
+    "application_credential_delete",
+    "application_credential_list",
+    "application_delete",
+    "application_get",
+    "application_list",
+    "application_secret_add",
+    "application_sign_in",
+    "application_update",
     "effective_access",
     "parse_scope",
     "principal_name",
@@ -58,6 +93,11 @@ __all__ = [
     "role_assignment_list",
     "role_definition_list",
     "scope_path",
+    "session_lockout",
+    "session_sign_in",
+    "session_sign_in_refuse",
+    "session_sign_out",
+    "sign_in_claimant",
     "vault_create",
     "vault_delete",
     "vault_get",
@@ -68,4 +108,5 @@ __all__ = [
     "vault_purge",
     "vault_recover",
     "vault_update",
+    "years_from",
 ]

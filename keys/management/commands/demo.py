@@ -11,7 +11,6 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandParser
 
-from accounts import services as accounts_services
 from accounts.models import Application, User
 from accounts.services import system_principal
 from keys import selectors as key_selectors
@@ -97,12 +96,10 @@ class Command(BaseCommand):
     def _demo_application(self, actor: User) -> Application:
         """An application holding a data role on the demo vault, to show RBAC at work."""
         application = (
-            accounts_services.application_list(actor=actor).filter(display_name=APPLICATION).first()
+            vault_services.application_list(actor=actor).filter(display_name=APPLICATION).first()
         )
         if application is None:
-            application = accounts_services.application_create(
-                actor=actor, display_name=APPLICATION
-            )
+            application = vault_services.application_create(actor=actor, display_name=APPLICATION)
         scope = f"/resourceGroups/{GROUP}/providers/Microsoft.KeyVault/vaults/{VAULT}"
         held = vault_services.role_assignment_list(
             actor=actor, scope=scope, assignee=str(application.client_id), role=APPLICATION_ROLE

@@ -5,12 +5,12 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts import cli as account_cli
 from accounts import services as principals
 from keys import cli as key_cli
 from kvconsole.cli import Invocation, render
 from kvconsole.errors import ServiceError
 from vaults import cli as vault_cli
+from vaults import directory_cli
 from vaults.activity import request_context
 from vaults.models import Face
 from vaults.permissions import request_cache
@@ -25,7 +25,7 @@ class Command(BaseCommand):
         commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
         vault_cli.register(commands)
         key_cli.register(commands)
-        account_cli.register(commands)
+        directory_cli.register(commands)
 
     def handle(self, *args: Any, **options: Any) -> None:
         namespace = argparse.Namespace(**options)

@@ -1,34 +1,51 @@
 """Console sign-in and sign-out: every attempt, its outcome and any lockout, in the activity log.
 
 Django's authentication backends and django-axes decide whether a sign-in succeeds; these
-services are what records the decision, called from their signals (`accounts.signals`).
+services are what records the decision, called from their signals (`vaults.signals`).
 A refusal is recorded by raising the matching typed error, as every other service does, so
 callers that only want the record suppress it.
 """
 
 from datetime import timedelta
 
-from kvconsole.errors import Forbidden, Unauthorized
-from vaults.activity import operation
-from vaults.models import Operation
+from django.utils.crypto import salted_hmac
 
-from ..models import User
+from accounts.models import User
+from kvconsole.errors import Forbidden, Unauthorized
+
+from ..activity import operation
+from ..models import Operation
 
 # One message for every refused sign-in: Django's backends do not say why (no such name, a
 # wrong password, a principal that may not sign in). The actor columns show whether the
 # name exists.
 SIGN_IN_REFUSED = "Sign-in refused: wrong user name or password."
 
+# Stands in for a user name that matches no account, followed by a keyed digest of the name.
+# Django's user-name validator allows no spaces or brackets, so no person can be named so.
+UNKNOWN_USER = "(unknown user)"
+UNKNOWN_USER_DIGEST_LENGTH = 12
+
 
 def sign_in_claimant(*, username: str) -> User:
-    """The principal a sign-in attempt names, or an unsaved stand-in carrying the attempted
-    name (with no object id) when there is none, so that the attempt can still be recorded."""
-    username = username[: User._meta.get_field("username").max_length]
-    found = User.objects.filter(username=username).first()
+    """The principal a sign-in attempt names, or, when it names none, an unsaved stand-in
+    (with no object id) so that the attempt can still be recorded."""
+    found = User.objects.filter(
+        username=username[: User._meta.get_field("username").max_length]
+    ).first()
     if found is not None:
         return found
     # Never saved, so it gets no object id rather than a made-up one that names nobody.
-    return User(username=username, oid=None)  # type: ignore[misc]
+    return User(username=unknown_user_name(username), oid=None)  # type: ignore[misc]
+
+
+def unknown_user_name(username: str) -> str:
+    """How a user name that matches no account is recorded: never the name itself, which may
+    be a password typed into the wrong field, and the activity log is append-only. A short
+    digest lets repeated attempts with one name be correlated; it is keyed with SECRET_KEY
+    so that nobody who reads the log can confirm a guessed name by hashing it."""
+    digest = salted_hmac("vaults.sign_in.unknown_user", username, algorithm="sha256")
+    return f"{UNKNOWN_USER} {digest.hexdigest()[:UNKNOWN_USER_DIGEST_LENGTH]}"
 
 
 @operation(Operation.SIGN_IN)

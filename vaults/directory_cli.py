@@ -1,4 +1,8 @@
-"""`kv ad app ...`: applications and their credentials, shaped like `az ad app`."""
+"""`kv ad app ...`: applications and their credentials, shaped like `az ad app`.
+
+Here rather than in `accounts` because it calls the directory services, which authorize and
+record activity in `vaults`; the Graph shapes it prints are `accounts`'s.
+"""
 
 import argparse
 from pathlib import Path
@@ -6,11 +10,12 @@ from typing import Any
 
 from django.utils import timezone
 
+from accounts import shapes
 from kvconsole.cli import Invocation, boolean, group, leaf, moment
 from kvconsole.errors import BadParameter
 
-from . import services, shapes
-from .services.applications import DEFAULT_SECRET_YEARS, MAX_SECRET_YEARS
+from . import services
+from .services.directory import DEFAULT_SECRET_YEARS, MAX_SECRET_YEARS
 
 _APP_COLUMNS = ("appId", "displayName", "accountEnabled", "owner", "createdDateTime")
 

@@ -1,8 +1,11 @@
 """Reading the public certificates applications register as credentials.
 
-Pure functions over `cryptography` (no Django), part of the crypto engine so that it stays
-the one place that imports `cryptography`. Refusals raise `BadParameter` and never quote the
-input: a file uploaded by mistake may hold a private key.
+It lives in `accounts` because certificates are identity credentials: `accounts` is the lowest
+layer, and the token endpoint (in `accounts`, per DESIGN) verifies client assertions against
+them, so it may not reach up into `keys`. STYLE keeps `cryptography` to the crypto engine, but
+DESIGN's one-way layering wins over that; like the engine, this module is pure (no Django).
+Refusals raise `BadParameter` and never quote the input: a file uploaded by mistake may hold a
+private key.
 """
 
 import hashlib

@@ -1,25 +1,28 @@
 """Applications (service principals), their client secrets and certificates, and signing in
-with a client secret."""
+with a client secret.
 
-import hashlib
+The models are `accounts`'s; these services live in `vaults` because they authorize and
+record activity, and `accounts` may not import `vaults`.
+"""
+
 import hmac
 import secrets
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.db import IntegrityError
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from keys.crypto.certificates import read_certificate
+from accounts.certificates import read_certificate
+from accounts.credentials import ApplicationCredentials, IssuedSecret, secret_hash
+from accounts.models import Application, CertificateCredential, ClientSecret, User
 from kvconsole.errors import BadParameter, Conflict, NotFound, Unauthorized
-from vaults import activity
-from vaults.activity import operation
-from vaults.models import Operation
-from vaults.permissions import DEPLOYMENT, Action, authorize
 
-from ..models import Application, CertificateCredential, ClientSecret, User
+from .. import activity
+from ..activity import operation
+from ..models import Operation
+from ..permissions import DEPLOYMENT, Action, authorize
 
 DISPLAY_NAME_MAX_LENGTH = 120
 DESCRIPTION_MAX_LENGTH = 120
@@ -44,23 +47,6 @@ _CERTIFICATE_FIELDS = (
     "not_after",
     "created_at",
 )
-
-
-@dataclass(frozen=True)
-class IssuedSecret:
-    """A new client secret: its stored record and, this one time only, its value."""
-
-    credential: ClientSecret
-    value: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class ApplicationCredentials:
-    """An application's credentials, loaded without salts or hashes."""
-
-    application: Application
-    secrets: list[ClientSecret]
-    certificates: list[CertificateCredential]
 
 
 def years_from(moment: datetime, years: int) -> datetime:
@@ -177,7 +163,7 @@ def application_secret_add(
         description=description,
         hint=value[:HINT_LENGTH],
         salt=salt,
-        secret_hash=_secret_hash(salt, value),
+        secret_hash=secret_hash(salt, value),
         expires_at=expires_at,
     )
     target = _target(application.client_id)
@@ -336,20 +322,9 @@ def _matching_secret(application: Application, secret: str) -> ClientSecret | No
     ):
         # Every candidate is compared, in constant time, so timing says nothing about which
         # stored hash came close.
-        if hmac.compare_digest(_secret_hash(candidate.salt, secret), candidate.secret_hash):
+        if hmac.compare_digest(secret_hash(candidate.salt, secret), candidate.secret_hash):
             matched = candidate
     return matched
-
-
-def _secret_hash(salt: str, secret: str) -> str:
-    """Salted SHA-256 of a client secret, in hex.
-
-    Not PBKDF2 or another slow hash: key stretching only makes low-entropy passwords costly
-    to guess, and these secrets are ~240-bit random values that no amount of guessing finds.
-    The token endpoint checks a secret on every token request, where a deliberately slow
-    hash would cost real time per call. The salt keeps equal secrets from hashing alike.
-    """
-    return hashlib.sha256(bytes.fromhex(salt) + secret.encode("utf-8")).hexdigest()
 
 
 # --- shared ---------------------------------------------------------------------------------

@@ -13,17 +13,17 @@ from axes.signals import user_locked_out
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.http import HttpRequest
 
+from accounts.models import User
 from kvconsole.errors import Forbidden, Unauthorized
 
 from . import services
-from .models import User
 
 
 def connect() -> None:
-    user_logged_in.connect(_signed_in, dispatch_uid="accounts.signed_in")
-    user_login_failed.connect(_sign_in_failed, dispatch_uid="accounts.sign_in_failed")
-    user_locked_out.connect(_locked_out, dispatch_uid="accounts.locked_out")
-    user_logged_out.connect(_signed_out, dispatch_uid="accounts.signed_out")
+    user_logged_in.connect(_signed_in, dispatch_uid="vaults.signed_in")
+    user_login_failed.connect(_sign_in_failed, dispatch_uid="vaults.sign_in_failed")
+    user_locked_out.connect(_locked_out, dispatch_uid="vaults.locked_out")
+    user_logged_out.connect(_signed_out, dispatch_uid="vaults.signed_out")
 
 
 def _signed_in(sender: Any, request: HttpRequest | None, user: User, **kwargs: Any) -> None:
