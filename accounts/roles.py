@@ -40,10 +40,11 @@ class RoleDefinition:
     # assign and remove only these roles. None means any role.
     assignable_role_ids: frozenset[str] | None = field(default=None, compare=False)
 
-    @property
-    def codename(self) -> str:
-        """The django-guardian permission that an assignment of this role is stored as."""
-        return "role_" + re.sub(r"\W+", "_", self.name.lower())
+    def codename(self, model_name: str) -> str:
+        """The django-guardian permission that an assignment of this role at a scope of the
+        model `model_name` is stored as: `<role>_<model>`, unique within the app, since
+        guardian's lookups by app label cannot tell apart one codename on two models."""
+        return re.sub(r"\W+", "_", self.name.lower()) + f"_{model_name}"
 
     def grants(self, action: str, *, data: bool) -> bool:
         """Whether this role allows `action` (a data action when `data`)."""
@@ -212,7 +213,6 @@ BUILT_IN_ROLES: tuple[RoleDefinition, ...] = (
 )
 
 ROLES_BY_ID = {role.id: role for role in BUILT_IN_ROLES}
-ROLES_BY_CODENAME = {role.codename: role for role in BUILT_IN_ROLES}
 
 
 def role_named(name_or_id: str) -> RoleDefinition | None:
@@ -224,6 +224,8 @@ def role_named(name_or_id: str) -> RoleDefinition | None:
     return None
 
 
-def guardian_permissions() -> tuple[tuple[str, str], ...]:
-    """The permissions each securable model declares so that roles can be assigned on it."""
-    return tuple((role.codename, f"Role assignment: {role.name}") for role in BUILT_IN_ROLES)
+def guardian_permissions(model_name: str) -> tuple[tuple[str, str], ...]:
+    """The permissions a securable model declares so that roles can be assigned on it."""
+    return tuple(
+        (role.codename(model_name), f"Role assignment: {role.name}") for role in BUILT_IN_ROLES
+    )

@@ -40,7 +40,7 @@ class Key(models.Model):
 
     class Meta:
         ordering = ["name"]
-        permissions = roles.guardian_permissions()
+        permissions = roles.guardian_permissions("key")
         constraints = [
             # Names are case-insensitive and stay taken while the key is soft-deleted.
             models.UniqueConstraint(models.F("vault"), Lower("name"), name="key_name_unique_ci"),

@@ -48,7 +48,7 @@ MAX_ACCESS_POLICIES = 1024
 
 def policy_codename(permission: str) -> str:
     """The django-guardian permission on a vault that an access policy entry is stored as."""
-    return f"policy_keys_{permission.lower()}"
+    return f"policy_keys_{permission.lower()}_vault"
 
 
 class ResourceGroup(models.Model):
@@ -61,7 +61,7 @@ class ResourceGroup(models.Model):
 
     class Meta:
         ordering = ["name"]
-        permissions = roles.guardian_permissions()
+        permissions = roles.guardian_permissions("resourcegroup")
         constraints = [
             models.UniqueConstraint(Lower("name"), name="resource_group_name_unique_ci"),
             models.CheckConstraint(
@@ -120,7 +120,7 @@ class Vault(models.Model):
     class Meta:
         ordering = ["name"]
         permissions = (
-            *roles.guardian_permissions(),
+            *roles.guardian_permissions("vault"),
             *((policy_codename(p), f"Access policy: keys {p}") for p in KEY_PERMISSIONS),
         )
         constraints = [
@@ -308,7 +308,8 @@ class Operation(models.TextChoices):
     ACCESS_POLICY_SET = "VaultAccessPolicySet"
     ACCESS_POLICY_DELETE = "VaultAccessPolicyDelete"
     ACCESS_POLICY_LIST = "VaultAccessPolicyList"
-    # Azure's Event Grid name for any change of who may use a vault's keys.
+    # Azure's Event Grid name for a change of who may use a vault's keys; access-policy and
+    # role-assignment changes are recorded under their own names above.
     PERMISSION_MODEL_CHANGE = "VaultAccessPolicyChanged"
     EFFECTIVE_ACCESS_GET = "EffectiveAccessGet"
     APPLICATION_CREATE = "ApplicationCreate"

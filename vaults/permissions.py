@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.contrib.auth.models import Group, Permission
 from django.db import DEFAULT_DB_ALIAS, connections
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Exists, Model, OuterRef, Q, QuerySet
 from guardian.shortcuts import assign_perm, get_objects_for_user, remove_perm
 from guardian.utils import get_group_obj_perms_model, get_user_obj_perms_model
 
@@ -137,7 +137,10 @@ DEPLOYMENT = Deployment()
 class MissingResourceGroup:
     """A resource group asked for by a name that no group has. Only deployment principals
     may learn that it is missing; anyone else is refused with the message a group of that
-    name would have given, so refusals do not tell which groups exist."""
+    name would have given, so refusals do not tell which groups exist.
+
+    Vault names are another matter: in Azure they are public DNS names, and a refusal on an
+    existing vault names its full resource id, resource group included, as Azure's does."""
 
     name: str
 
@@ -200,16 +203,24 @@ def _allows(action: Action, chain: list[Model], grants: list[set[str]]) -> bool:
             return policy_codename(action.permission) in grants[chain.index(vault)]
     return any(
         role.grants(str(action), data=action.plane is Plane.DATA)
-        for held in grants
-        for role in _roles(held)
+        for role in _held_roles(chain, grants)
     )
 
 
-def _roles(codenames: Iterable[str]) -> Iterator[RoleDefinition]:
-    for codename in codenames:
-        role = roles.ROLES_BY_CODENAME.get(codename)
-        if role is not None:
-            yield role
+def _held_roles(chain: list[Model], grants: list[set[str]]) -> Iterator[RoleDefinition]:
+    """The roles behind the codenames held on each object of the chain."""
+    for item, held in zip(chain, grants, strict=True):
+        by_codename = _roles_by_codename(type(item))
+        for codename in held:
+            role = by_codename.get(codename)
+            if role is not None:
+                yield role
+
+
+@functools.cache
+def _roles_by_codename(model: type[Model]) -> dict[str, RoleDefinition]:
+    model_name = model._meta.model_name or ""
+    return {role.codename(model_name): role for role in roles.BUILT_IN_ROLES}
 
 
 def _vault_in(chain: list[Model]) -> Vault | None:
@@ -274,7 +285,9 @@ def _directory_denied(actor: User, action: Action) -> Forbidden:
 # --- reading grants --------------------------------------------------------------------------
 
 # Within a request (or one CLI command), grants read once are reused: a key operation that
-# authorizes the same chain twice costs one query. Any grant change clears the cache.
+# authorizes the same chain twice costs one query. Role and policy changes made through this
+# module clear it; other changes (group membership, cascading deletes) are seen from the next
+# request on.
 _cache: ContextVar[dict[tuple[object, ...], list[set[str]]] | None] = ContextVar(
     "permission_grants_cache", default=None
 )
@@ -362,16 +375,20 @@ def visible[M: Model](
     The filter is a handful of subqueries, so a page costs the same number of queries
     whatever the actor holds.
 
-    When every object lies `within` one container (the keys of one vault), the container
-    is decided once, as `authorize` decides it (one query, cached per request): a grant
-    there or above returns the list unfiltered, and otherwise only grants on the objects
-    themselves can count. A page then reads like an administrator's page.
+    With `within` (the keys of one vault, the versions of one key) the list is narrowed to
+    that container, which is decided once, as `authorize` decides it (one query, cached per
+    request): a grant there or above returns the container's objects unfiltered, and
+    otherwise only grants on the objects themselves can count. A page then reads like an
+    administrator's page.
     """
+    lookups: list[tuple[str, type[Model]]] = queryset.model.permission_lookups()  # type: ignore[attr-defined]
+    if within is not None:
+        container = next(path for path, model in lookups if isinstance(within, model))
+        queryset = queryset.filter(**{container: within})
     if is_deployment_principal(actor):
         return queryset
     if not actor.is_active:
         return queryset.none()
-    lookups: list[tuple[str, type[Model]]] = queryset.model.permission_lookups()  # type: ignore[attr-defined]
     if within is not None:
         if may(actor, action, within):
             return queryset
@@ -403,10 +420,11 @@ def visible[M: Model](
 def _by_role(actor: User, action: Action, lookups: list[tuple[str, type[Model]]]) -> Q:
     """Objects on which, or on an ancestor of which, the actor holds a role allowing `action`."""
     data = action.plane is Plane.DATA
-    codenames = [r.codename for r in roles.BUILT_IN_ROLES if r.grants(str(action), data=data)]
+    granting = [role for role in roles.BUILT_IN_ROLES if role.grants(str(action), data=data)]
     condition = Q(pk__in=[])
-    if codenames:
-        for path, model in lookups:
+    for path, model in lookups:
+        if granting:
+            codenames = [role.codename(model._meta.model_name or "") for role in granting]
             condition |= Q(**{f"{path}__in": _held_by(actor, model, codenames)})
     return condition
 
@@ -426,52 +444,75 @@ def _held_by[M: Model](actor: User, model: type[M], codenames: list[str]) -> Que
 
 def readable_activity[M: Model](actor: User, entries: QuerySet[M]) -> QuerySet[M]:
     """Activity entries `actor` may read: those of vaults (and resource groups) whose
-    metadata it may read, and its own calls. The rest of the log is for administrators."""
+    metadata it may read, and its own calls that were not refused. The rest of the log is
+    for administrators.
+
+    Entries name vaults and groups as text, and a purged name can be taken again: an entry
+    counts only if it was written after the readable vault (or group) of that name was
+    created. A refused call's entry can name what the caller was refused (a key's real
+    name, a version), so the caller does not get it back.
+    """
     if is_deployment_principal(actor):
         return entries
-    vaults = visible(actor, Vault.objects.all(), Action.VAULT_READ).values("name")
-    groups = visible(actor, ResourceGroup.objects.all(), Action.RESOURCE_GROUP_READ).values("name")
+    if not actor.is_active:
+        return entries.none()
+    vaults = visible(actor, Vault.objects.all(), Action.VAULT_READ).filter(
+        name=OuterRef("vault_name"), created_at__lte=OuterRef("time")
+    )
+    groups = visible(actor, ResourceGroup.objects.all(), Action.RESOURCE_GROUP_READ).filter(
+        name=OuterRef("resource_group"), created_at__lte=OuterRef("time")
+    )
     return entries.filter(
-        Q(vault_name__in=vaults)
-        | Q(vault_name="", resource_group__in=groups)
-        | Q(actor_oid=actor.oid)
+        Exists(vaults)
+        | Q(vault_name="") & Exists(groups)
+        | Q(actor_oid=actor.oid) & ~Q(result=Forbidden.result)
     )
 
 
 # --- role assignments ------------------------------------------------------------------------
 
 
-def authorize_assignment(actor: User, action: Action, role: RoleDefinition, scope: Model) -> None:
+def authorize_assignment(
+    actor: User, action: Action, role: RoleDefinition | None, scope: Model
+) -> None:
     """Raise Forbidden unless `actor` may create (or delete) an assignment of `role` at
     `scope`: a role granting the action at the scope or above, whose condition (Key Vault
-    Data Access Administrator's) allows this role."""
+    Data Access Administrator's) allows this role. With `role` None the right must hold
+    for every role, unconditioned, as switching a vault's permission model requires."""
     if is_deployment_principal(actor):
         return
     chain = scope.permission_chain()  # type: ignore[attr-defined]
     held = [
         granting
-        for level in (_grants(actor, chain) if actor.is_active else [])
-        for granting in _roles(level)
+        for granting in (_held_roles(chain, _grants(actor, chain)) if actor.is_active else [])
         if granting.grants(str(action), data=False)
     ]
-    if any(granting.may_assign(role) for granting in held):
+    if any(
+        granting.assignable_role_ids is None if role is None else granting.may_assign(role)
+        for granting in held
+    ):
         return
     if held:
+        what = f"'{role.name}'" if role else "every role, as this change requires"
         raise Forbidden(
             f"The role '{held[0].name}' may assign only the Key Vault data roles; it cannot "
-            f"assign or remove '{role.name}'.",
+            f"assign or remove {what}.",
             inner_code="ForbiddenByRbac",
         )
     raise _denied(actor, action, chain)
 
 
+def _scope_codename(role: RoleDefinition, scope: Model) -> str:
+    return role.codename(scope._meta.model_name or "")
+
+
 def grant_role(principal: Principal, role: RoleDefinition, scope: Model) -> None:
-    assign_perm(role.codename, principal, scope)
+    assign_perm(_scope_codename(role, scope), principal, scope)
     _forget()
 
 
 def revoke_role(principal: Principal, role: RoleDefinition, scope: Model) -> None:
-    remove_perm(role.codename, principal, scope)
+    remove_perm(_scope_codename(role, scope), principal, scope)
     _forget()
 
 
@@ -526,34 +567,19 @@ def set_policy(vault: Vault, principal: Principal, permissions: Iterable[str]) -
     _forget()
 
 
-def grants_changed() -> None:
-    """Forget grants read in this request, after a change that is not a grant row (such as
-    a vault's permission model)."""
-    _forget()
-
-
-def policy_principal_count(vault: Vault) -> int:
-    """How many principals have an entry in the vault's access policy."""
-    user_rows, group_rows = _permission_models(Vault)
-    users = user_rows.objects.filter(
-        content_object=vault, permission__codename__in=_POLICY_CODENAMES
-    )
-    groups = group_rows.objects.filter(
-        content_object=vault, permission__codename__in=_POLICY_CODENAMES
-    )
-    return users.values("user").distinct().count() + groups.values("group").distinct().count()
-
-
 # --- explaining ------------------------------------------------------------------------------
 
+ASSIGNMENT_RIGHTS = (
+    Action.ROLE_ASSIGNMENT_READ,
+    Action.ROLE_ASSIGNMENT_WRITE,
+    Action.ROLE_ASSIGNMENT_DELETE,
+)
 MANAGEMENT_RIGHTS = (
     Action.VAULT_READ,
     Action.VAULT_WRITE,
     Action.VAULT_DELETE,
     Action.ACCESS_POLICY_WRITE,
-    Action.ROLE_ASSIGNMENT_READ,
-    Action.ROLE_ASSIGNMENT_WRITE,
-    Action.ROLE_ASSIGNMENT_DELETE,
+    *ASSIGNMENT_RIGHTS,
 )
 
 
@@ -590,7 +616,10 @@ def explain(principal: User, obj: Securable) -> list[Right]:
     chain = obj.permission_chain()
     vault = _vault_in(chain)
     assert vault is not None
-    rights = [*DATA_ACTIONS, *MANAGEMENT_RIGHTS]
+    # On a key, the management rights that apply are those over its role assignments; the
+    # vault's own are shown when asking about the vault.
+    management = MANAGEMENT_RIGHTS if chain[0] is vault else ASSIGNMENT_RIGHTS
+    rights = [*DATA_ACTIONS, *management]
     if not principal.is_active:
         return [Right(action, ()) for action in rights]
     if is_deployment_principal(principal):
