@@ -3,36 +3,21 @@
 import hashlib
 import json
 from datetime import UTC, datetime, time, timedelta
-from io import StringIO
 from pathlib import Path
-from typing import Any
 
 import pytest
-from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from accounts.models import Application, ClientSecret, User
 from kvconsole.errors import Unauthorized
 from tests.accounts.certificates import der, key_body, make_certificate, pem, private_pem
+from tests.cli import kv, kv_fails
 from tests.factories import UserFactory
 from tests.processes import make_deployment, run_kv
 from vaults import services
 from vaults.models import ActivityEntry, Operation, Result
 
 pytestmark = pytest.mark.django_db
-
-
-def kv(*args: str) -> Any:
-    out = StringIO()
-    call_command("kv", *args, stdout=out)
-    text = out.getvalue()
-    return json.loads(text) if text.strip().startswith(("{", "[")) else text
-
-
-def kv_refused(*args: str) -> CommandError:
-    with pytest.raises(CommandError) as refused:
-        kv(*args)
-    return refused.value
 
 
 @pytest.fixture
@@ -77,12 +62,12 @@ def test_list_show_update(app_id: str) -> None:
 
 
 def test_errors_exit_with_codes(app_id: str) -> None:
-    bad = kv_refused("ad", "app", "show", "--id", "not-a-guid")
+    bad = kv_fails("ad", "app", "show", "--id", "not-a-guid")
     assert bad.returncode == 2 and "(BadParameter)" in str(bad)
-    missing = kv_refused("ad", "app", "show", "--id", "4b0f3f6e-0000-4000-8000-000000000000")
+    missing = kv_fails("ad", "app", "show", "--id", "4b0f3f6e-0000-4000-8000-000000000000")
     assert missing.returncode == 3 and "(ApplicationNotFound)" in str(missing)
     UserFactory.create(username="mallory")
-    forbidden = kv_refused(
+    forbidden = kv_fails(
         "ad", "app", "update", "--id", app_id, "--enabled", "false", "--as", "mallory"
     )
     assert forbidden.returncode == 4 and "(Authorization_RequestDenied)" in str(forbidden)
@@ -123,13 +108,11 @@ def test_reset_validity_options(app_id: str) -> None:
     assert two_years["password"]
     secret = ClientSecret.objects.get()
     assert secret.expires_at.year - secret.created_at.year == 2
-    too_long = kv_refused("ad", "app", "credential", "reset", "--id", app_id, "--years", "3")
+    too_long = kv_fails("ad", "app", "credential", "reset", "--id", app_id, "--years", "3")
     assert too_long.returncode == 2 and "at most 2 years" in str(too_long)
-    past = kv_refused(
-        "ad", "app", "credential", "reset", "--id", app_id, "--end-date", "2020-01-01"
-    )
+    past = kv_fails("ad", "app", "credential", "reset", "--id", app_id, "--end-date", "2020-01-01")
     assert past.returncode == 2 and "in the future" in str(past)
-    far = kv_refused("ad", "app", "credential", "reset", "--id", app_id, "--end-date", "2099-01-01")
+    far = kv_fails("ad", "app", "credential", "reset", "--id", app_id, "--end-date", "2099-01-01")
     assert far.returncode == 2
     entry = ActivityEntry.objects.order_by("-seq").first()
     assert entry is not None
@@ -154,7 +137,7 @@ def test_credential_delete_revokes(app_id: str) -> None:
     )
     with pytest.raises(Unauthorized, match="AADSTS7000215"):
         services.application_sign_in(client_id=app_id, secret=password)
-    gone = kv_refused(
+    gone = kv_fails(
         "ad", "app", "credential", "delete", "--id", app_id, "--key-id", listed["keyId"]
     )
     assert gone.returncode == 3 and "(CredentialNotFound)" in str(gone)
@@ -194,7 +177,7 @@ def test_cert_upload_from_a_path_or_at_path(app_id: str, tmp_path: Path) -> None
         hashlib.sha1(der(certificate)).hexdigest().upper()  # noqa: S324
         for certificate in (first, second)
     }
-    duplicate = kv_refused(
+    duplicate = kv_fails(
         "ad", "app", "cert", "upload", "--id", app_id, "--cert", str(tmp_path / "one.pem")
     )
     assert duplicate.returncode == 5
@@ -207,12 +190,10 @@ def test_cert_upload_refuses_a_private_key_without_echoing_it(app_id: str, tmp_p
     certificate, key = make_certificate()
     bundle = tmp_path / "bundle.pem"
     bundle.write_bytes(pem(certificate) + private_pem(key))
-    refused = kv_refused("ad", "app", "cert", "upload", "--id", app_id, "--cert", str(bundle))
+    refused = kv_fails("ad", "app", "cert", "upload", "--id", app_id, "--cert", str(bundle))
     assert refused.returncode == 2 and "only the public certificate" in str(refused)
     assert key_body(key) not in str(refused)
-    missing = kv_refused(
-        "ad", "app", "cert", "upload", "--id", app_id, "--cert", "@/nonexistent.pem"
-    )
+    missing = kv_fails("ad", "app", "cert", "upload", "--id", app_id, "--cert", "@/nonexistent.pem")
     assert missing.returncode == 2 and "Cannot read" in str(missing)
 
 

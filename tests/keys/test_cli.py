@@ -5,28 +5,21 @@ import hashlib
 import json
 import os
 import uuid
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa, utils
-from django.core.management import CommandError, call_command
+from django.core.management import CommandError
 
 from accounts.models import User
 from keys.models import Key, KeyVersion
+from tests.cli import kv
 from tests.processes import make_deployment, run_kv
 from vaults.models import ActivityEntry, Vault
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def kv(*args: str) -> Any:
-    out = StringIO()
-    call_command("kv", *args, stdout=out)
-    text = out.getvalue()
-    return json.loads(text) if text.strip().startswith(("{", "[")) else text
 
 
 def b64(data: bytes) -> str:

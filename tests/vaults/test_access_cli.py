@@ -1,15 +1,11 @@
 """`kv role ...` and the access commands of `kv vault ...`, through call_command."""
 
-import json
-from io import StringIO
-from typing import Any
-
 import pytest
 from django.conf import settings
 from django.contrib.auth.models import Group
-from django.core.management import CommandError, call_command
 
 from accounts.models import Application, User
+from tests.cli import kv, kv_fails
 from tests.factories import UserFactory
 from vaults.models import KEY_PERMISSIONS, ActivityEntry, RoleAssignment, Vault
 
@@ -44,19 +40,6 @@ AZURE_ROLE_IDS = {
     "Key Vault Crypto Service Release User": "08bbd89e-9f13-488c-ac41-acfcb10c90ab",
     "Key Vault Data Access Administrator": "8b54135c-b56d-4d72-a534-26097cfdc8d8",
 }
-
-
-def kv(*args: str) -> Any:
-    out = StringIO()
-    call_command("kv", *args, stdout=out)
-    text = out.getvalue()
-    return json.loads(text) if text.strip().startswith(("{", "[")) else text
-
-
-def kv_fails(*args: str) -> CommandError:
-    with pytest.raises(CommandError) as raised:
-        kv(*args)
-    return raised.value
 
 
 @pytest.fixture
