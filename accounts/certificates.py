@@ -1,9 +1,10 @@
 """Reading the public certificates applications register as credentials.
 
-It lives in `accounts` because certificates are identity credentials: `accounts` is the lowest
-layer, and the token endpoint (in `accounts`, per DESIGN) verifies client assertions against
-them, so it may not reach up into `keys`. STYLE keeps `cryptography` to the crypto engine, but
-DESIGN's one-way layering wins over that; like the engine, this module is pure (no Django).
+It lives in `accounts` because certificates are identity credentials and `accounts` is the
+lowest layer: every layer that reads them (the directory services, the token endpoint that
+verifies client assertions) sits above it and may not reach into `keys`. STYLE keeps
+`cryptography` to the crypto engine, but DESIGN's one-way layering wins over that; like the
+engine, this module is pure (no Django).
 Refusals raise `BadParameter` and never quote the input: a file uploaded by mistake may hold a
 private key.
 """

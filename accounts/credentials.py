@@ -1,7 +1,7 @@
 """What the faces are given of application credentials, and how client secrets are hashed.
 
 Kept beside the credential models, free of `vaults` and `keys`, so that the Graph shapes here
-and the token endpoint (also in `accounts`) can use them without reaching up the layers.
+and every layer above can use them.
 """
 
 import hashlib

@@ -6,9 +6,10 @@ narrows its lists with `visible(actor, queryset, action)`. Both walk the object'
 
 Grants are django-guardian object permissions on direct foreign-key permission models:
 
-* a role assignment is the permission `role_<role name>` on its scope (resource group,
-  vault or key), held by a user (people and applications) or a group;
-* an access-policy entry is a set of `policy_keys_<permission>` permissions on a vault.
+* a role assignment is the permission `<role name>_<model>` (such as
+  `key_vault_crypto_user_vault`) on its scope (resource group, vault or key), held by a user
+  (people and applications) or a group;
+* an access-policy entry is a set of `policy_keys_<permission>_vault` permissions on a vault.
 
 A vault honours one model: under RBAC, data actions need a role whose data actions cover
 them, at the key or any scope above it; under access policies, they need the matching key

@@ -44,6 +44,7 @@ from vaults.permissions import (
     may,
     request_cache,
 )
+from vaults.services import access
 
 pytestmark = pytest.mark.django_db
 
@@ -1295,7 +1296,6 @@ def test_effective_access_names_each_granting_assignment(
     }
     assert not rights[Action.ROLE_ASSIGNMENT_WRITE].allowed
     assert Action.VAULT_READ not in rights  # the vault's own rights are asked of the vault
-    assert not rights[Action.ROLE_ASSIGNMENT_WRITE].allowed
     by_assignment = {grant.assignment for right in found.rights for grant in right.grants}
     assert by_assignment == {str(mixed[name].uid) for name in ("direct", "group", "key")}
 
@@ -1723,3 +1723,30 @@ def test_a_list_within_a_container_holds_only_that_container(world: World, syste
     everything = Key.objects.all()
     within = permissions.visible(system, everything, Action.KEY_LIST, within=world.vault)
     assert set(within) == {world.key, world.other_key}
+
+
+def test_the_same_assignment_made_meanwhile_is_a_conflict(
+    world: World, system: User, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests pass the duplicate check together; the second insert is the conflict."""
+    person("alice")
+    real = access._assignments_of
+    calls: list[object] = []
+
+    def racing(principal: Any) -> Any:
+        calls.append(principal)
+        if len(calls) == 1:
+            # The other request commits between this request's check and its insert.
+            assign("alice", CRYPTO_USER, VAULT_A)
+            return RoleAssignment.objects.none()
+        return real(principal)
+
+    monkeypatch.setattr(access, "_assignments_of", racing)
+    with pytest.raises(Conflict) as raised:
+        services.role_assignment_create(
+            actor=system, assignee="alice", role=CRYPTO_USER, scope=VAULT_A
+        )
+    assert raised.value.code == "RoleAssignmentExists"
+    assert len(calls) == 3  # the check, the other request's check, the look after the insert
+    assert RoleAssignment.objects.count() == 1
+    assert (last_entry().operation, last_entry().result) == ("RoleAssignmentCreate", "Conflict")

@@ -253,7 +253,11 @@ def role_assignment_create(
     except IntegrityError:
         # The same assignment made meanwhile; anything else (the scope purged meanwhile)
         # is not a conflict and goes up as it is.
-        if _assignments_of(principal).filter(role_id=definition.id, scope=assignment.scope):
+        if (
+            _assignments_of(principal)
+            .filter(role_id=definition.id, scope=assignment.scope)
+            .exists()
+        ):
             raise exists from None
         raise
     return assignment
