@@ -1,4 +1,5 @@
-"""The permission-filtered first page of a 10,000-key vault against the unfiltered page.
+"""The permission-filtered first page of a 10,000-key vault against the unfiltered page, and
+the cost of one authorization.
 
 Target: for an actor holding a role on the vault and 1,000 unrelated role assignments
 elsewhere in the deployment, the first page of keys costs a constant number of queries and
@@ -13,6 +14,7 @@ import uuid
 from collections.abc import Callable
 
 import pytest
+from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
@@ -23,7 +25,7 @@ from keys.models import Key, KeyVersion
 from tests.factories import ResourceGroupFactory, SuperuserFactory, UserFactory
 from vaults import services
 from vaults.models import Vault
-from vaults.permissions import request_cache
+from vaults.permissions import Action, authorize, request_cache
 
 KEYS, UNRELATED, PAGE = 10_000, 1_000, 25
 SAMPLES = 301
@@ -158,3 +160,61 @@ def test_filtered_first_page_within_1_5x_of_unfiltered() -> None:
         f"  queries per filtered page: {len(reader_queries)}"
     )
     assert ratio <= 1.5, ratio
+
+
+@pytest.mark.django_db(transaction=True)
+def test_authorize_for_a_key_operation_costs_one_query_cold_and_none_repeated() -> None:
+    """Target: at most 2 queries on a cold request, 0 when repeated within it. The person
+    holds its role through a group at the resource group, the longest path to the key,
+    beside 1,000 unrelated grants."""
+    admin = SuperuserFactory.create()
+    group = ResourceGroupFactory.create(name="bench-rg")
+    vault = Vault.objects.create(name="bench-auth", resource_group=group, location="westeurope")
+    key = fill_vault(vault, 1)[0]
+    side = Vault.objects.create(name="bench-side", resource_group=group, location="westeurope")
+    person = UserFactory.create(username="signer")
+    team = Group.objects.create(name="signers")
+    person.groups.add(team)
+    services.role_assignment_create(
+        actor=admin,
+        assignee="signers",
+        role="Key Vault Crypto User",
+        scope="/resourceGroups/bench-rg",
+    )
+    for side_key in fill_vault(side, UNRELATED):
+        services.role_assignment_create(
+            actor=admin,
+            assignee="signer",
+            role="Key Vault Reader",
+            scope=f"/resourceGroups/bench-rg/providers/Microsoft.KeyVault/vaults/bench-side/keys/"
+            f"{side_key.name}",
+        )
+    key = Key.objects.select_related("vault__resource_group").get(pk=key.pk)
+    authorize(person, Action.KEY_SIGN, key)  # content types, once per process
+
+    cold_ms: list[float] = []
+    warm_ms: list[float] = []
+    for _ in range(SAMPLES):
+        with request_cache():
+            started = time.perf_counter()
+            authorize(person, Action.KEY_SIGN, key)
+            cold_ms.append((time.perf_counter() - started) * 1000)
+            started = time.perf_counter()
+            authorize(person, Action.KEY_SIGN, key)
+            warm_ms.append((time.perf_counter() - started) * 1000)
+    with request_cache():
+        with CaptureQueriesContext(connection) as cold:
+            authorize(person, Action.KEY_SIGN, key)
+        with CaptureQueriesContext(connection) as repeated:
+            authorize(person, Action.KEY_SIGN, key)
+
+    print(
+        f"\nauthorize(KEY_SIGN) on a key, role through a group at the resource group, "
+        f"{UNRELATED:,} unrelated grants, median of {SAMPLES}:\n"
+        f"  cold request     {statistics.median(cold_ms):7.3f} ms   {len(cold)} query "
+        "(target <= 2)\n"
+        f"  repeated in it   {statistics.median(warm_ms):7.3f} ms   {len(repeated)} queries "
+        "(target 0)"
+    )
+    assert len(cold) <= 2
+    assert len(repeated) == 0
