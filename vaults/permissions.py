@@ -162,28 +162,28 @@ def is_deployment_principal(actor: User) -> bool:
 
 def authorize(actor: User, action: Action, obj: Securable | Application) -> None:
     """Raise Forbidden unless `actor` may perform `action` on `obj`."""
-    if is_deployment_principal(actor):
+    if may(actor, action, obj):
         return
     if action.plane is Plane.DIRECTORY:
-        if actor.is_active and _directory_allows(actor, action, obj):
-            return
         raise _directory_denied(actor, action)
     assert not isinstance(obj, Application)
     if isinstance(obj, MissingResourceGroup):
         raise _denied(actor, action, [ResourceGroup(name=obj.name)])
-    chain = obj.permission_chain()
-    if actor.is_active and chain and _allows(action, chain, _grants(actor, chain)):
-        return
-    raise _denied(actor, action, chain)
+    raise _denied(actor, action, obj.permission_chain())
 
 
-def may(actor: User, action: Action, obj: Securable) -> bool:
-    """Whether `actor` may perform `action` on `obj`, for callers that choose between paths."""
-    try:
-        authorize(actor, action, obj)
-    except Forbidden:
+def may(actor: User, action: Action, obj: Securable | Application) -> bool:
+    """Whether `actor` may perform `action` on `obj`: the decision `authorize` enforces,
+    for callers that choose between paths (no refusal is built)."""
+    if is_deployment_principal(actor):
+        return True
+    if not actor.is_active:
         return False
-    return True
+    if action.plane is Plane.DIRECTORY:
+        return _directory_allows(actor, action, obj)
+    assert not isinstance(obj, Application)
+    chain = obj.permission_chain()
+    return bool(chain) and _allows(action, chain, _grants(actor, chain))
 
 
 def _directory_allows(actor: User, action: Action, obj: object) -> bool:
