@@ -48,12 +48,7 @@ class RoleDefinition:
 
     def grants(self, action: str, *, data: bool) -> bool:
         """Whether this role allows `action` (a data action when `data`)."""
-        allowed, denied = (
-            (self.data_actions, self.not_data_actions) if data else (self.actions, self.not_actions)
-        )
-        return any(_matches(p, action) for p in allowed) and not any(
-            _matches(p, action) for p in denied
-        )
+        return _grants(self, action, data)
 
     def may_assign(self, role: "RoleDefinition") -> bool:
         return self.assignable_role_ids is None or role.id in self.assignable_role_ids
@@ -86,6 +81,18 @@ def _pattern(pattern: str) -> re.Pattern[str]:
 
 def _matches(pattern: str, action: str) -> bool:
     return _pattern(pattern).fullmatch(action) is not None
+
+
+@functools.cache
+def _grants(role: RoleDefinition, action: str, data: bool) -> bool:
+    # Cached: every authorization asks this of each role the caller holds, and the
+    # catalogue and the actions are fixed.
+    allowed, denied = (
+        (role.data_actions, role.not_data_actions) if data else (role.actions, role.not_actions)
+    )
+    return any(_matches(p, action) for p in allowed) and not any(
+        _matches(p, action) for p in denied
+    )
 
 
 KEY_VAULT_ADMINISTRATOR = "00482a5a-887f-4fb3-b363-3b7fe8e74483"

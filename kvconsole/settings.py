@@ -97,11 +97,15 @@ DATABASES = {
         "OPTIONS": {
             # IMMEDIATE takes the write lock at BEGIN, so two writers never deadlock on a
             # lock upgrade; WAL lets readers run beside the one writer. NORMAL sync in WAL
-            # mode never corrupts the database and spares an fsync per commit.
+            # mode never corrupts the database and spares an fsync per commit. Every call
+            # appends to the activity log, touching the same index pages again and again, so
+            # a checkpoint every 10,000 pages (about 40 MB of log) rather than SQLite's
+            # 1,000 copies each page once where it would copy it many times.
             "transaction_mode": "IMMEDIATE",
             "timeout": 20,
             "init_command": (
-                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON;"
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; "
+                "PRAGMA wal_autocheckpoint=10000;"
             ),
         },
         "TEST": {"NAME": os.environ.get("KVCONSOLE_TEST_SQLITE_PATH")},

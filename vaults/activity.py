@@ -21,7 +21,7 @@ import hashlib
 import json
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -156,26 +156,28 @@ def operation[F: Callable[..., Any]](name: Operation) -> Callable[[F], F]:
 def _append(pending: _Pending, result: str, status_code: int, message: str) -> None:
     context = _request_context.get()
     actor = pending.actor
-    entry = ActivityEntry(
-        time=timezone.now(),
-        actor_oid=actor.oid,
-        actor_name=actor.username,
-        actor_display=actor.display_name,
-        actor_kind=actor.kind,
-        operation=pending.operation,
-        resource_group=_within(pending.resource_group, "resource_group"),
-        vault_name=_within(pending.vault_name, "vault_name"),
-        target=pending.target[:400],
-        result=result,
-        status_code=status_code,
-        message=message[:500],
-        duration_ms=round((time.perf_counter() - pending.started) * 1000, 3),
-        face=context.face,
-        client_ip=context.client_ip,
-        correlation_id=context.correlation_id,
+    # Plain values, not an ActivityEntry: a model instance per call is a measurable share
+    # of a key operation (tests/benchmarks/test_sign_throughput.py).
+    _insert_chained(
+        {
+            "time": timezone.now(),
+            "actor_oid": actor.oid,
+            "actor_name": actor.username,
+            "actor_display": actor.display_name,
+            "actor_kind": actor.kind,
+            "operation": pending.operation,
+            "resource_group": _within(pending.resource_group, "resource_group"),
+            "vault_name": _within(pending.vault_name, "vault_name"),
+            "target": pending.target[:400],
+            "result": result,
+            "status_code": status_code,
+            "message": message[:500],
+            "duration_ms": round((time.perf_counter() - pending.started) * 1000, 3),
+            "face": context.face,
+            "client_ip": _CLIENT_IP_FIELD.get_prep_value(context.client_ip),
+            "correlation_id": context.correlation_id,
+        }
     )
-    entry.client_ip = _CLIENT_IP_FIELD.get_prep_value(entry.client_ip)
-    _insert_chained(entry)
 
 
 def _within(name: str, column: str) -> str:
@@ -209,14 +211,18 @@ _INSERT_ATTEMPTS = 20
 
 def entry_payload(entry: ActivityEntry) -> str:
     """The canonical text of an entry's own fields (ASCII JSON, the same from any database)."""
-    values = [
-        entry.time.isoformat(),
-        str(entry.actor_oid) if entry.actor_oid else "",
-        *(getattr(entry, name) for name in _PAYLOAD_FIELDS[2:14]),
-        entry.client_ip or "",
-        entry.correlation_id,
+    return _payload_text({name: getattr(entry, name) for name in _PAYLOAD_FIELDS})
+
+
+def _payload_text(values: Mapping[str, Any]) -> str:
+    fields = [
+        values["time"].isoformat(),
+        str(values["actor_oid"]) if values["actor_oid"] else "",
+        *(values[name] for name in _PAYLOAD_FIELDS[2:14]),
+        values["client_ip"] or "",
+        values["correlation_id"],
     ]
-    return json.dumps(values, separators=(",", ":"), ensure_ascii=True)
+    return json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
 
 
 def chain_hash(prev_hash: str, seq: int, payload: str) -> str:
@@ -228,8 +234,9 @@ def entry_hash(entry: ActivityEntry) -> str:
     return chain_hash(entry.prev_hash, entry.seq, entry_payload(entry))
 
 
-def _insert_chained(entry: ActivityEntry) -> None:
-    """Append `entry` in one INSERT ... SELECT that reads the head and links to it.
+def _insert_chained(values: dict[str, Any]) -> None:
+    """Append the entry of `values` (by field name) in one INSERT ... SELECT that reads the
+    head and links to it.
 
     One statement needs no explicit transaction: SQLite runs it under its single write
     lock, so seq and prev_hash always come from the true head. PostgreSQL runs concurrent
@@ -237,9 +244,15 @@ def _insert_chained(entry: ActivityEntry) -> None:
     the loser retries. Inside a caller's transaction that retry needs a savepoint.
     """
     db = connections[DEFAULT_DB_ALIAS]
-    params = [
-        field.get_db_prep_save(getattr(entry, field.attname), db) for field in _payload_columns()
-    ] + [entry_payload(entry)]
+    # Named parameters: Django's SQLite backend rewrites positional ones with a regular
+    # expression over the whole statement, which costs more than the insert's Python.
+    params = {
+        field.attname: field.get_db_prep_save(values[field.attname], db)
+        if prepare
+        else values[field.attname]
+        for field, prepare in _payload_columns()
+    }
+    params["payload"] = _payload_text(values)
     needs_savepoint = db.vendor == "postgresql" and db.in_atomic_block
     for attempt in range(_INSERT_ATTEMPTS):
         try:
@@ -258,8 +271,11 @@ def _insert_chained(entry: ActivityEntry) -> None:
 
 
 @functools.cache
-def _payload_columns() -> list[Any]:
-    return [ActivityEntry._meta.get_field(name) for name in _PAYLOAD_FIELDS]
+def _payload_columns() -> list[tuple[Any, bool]]:
+    """Each payload field, and whether its value needs the database's preparation (text
+    columns take a str as it is)."""
+    fields = [ActivityEntry._meta.get_field(name) for name in _PAYLOAD_FIELDS]
+    return [(field, not isinstance(field, CharField)) for field in fields]
 
 
 @functools.cache
@@ -274,15 +290,15 @@ def _append_sql() -> str:
         )
     else:
         link = "kvconsole_chain_hash(head.hash, head.seq + 1, payload.text)"
-    columns = ", ".join(quote(field.column) for field in _payload_columns())
-    placeholders = ", ".join("%s" for _ in _PAYLOAD_FIELDS)
+    columns = ", ".join(quote(field.column) for field, _ in _payload_columns())
+    placeholders = ", ".join(f"%({name})s" for name in _PAYLOAD_FIELDS)
     return (
         # Identifiers come from model metadata; every value is a query parameter.
         f"INSERT INTO {table} ({seq}, {prev}, {hash_}, {columns}) "  # noqa: S608
         f"SELECT head.seq + 1, head.hash, {link}, {placeholders} FROM "
         f"(SELECT COALESCE((SELECT {seq} FROM {table} ORDER BY {seq} DESC LIMIT 1), 0) AS seq, "
         f"COALESCE((SELECT {hash_} FROM {table} ORDER BY {seq} DESC LIMIT 1), "
-        f"'{GENESIS_HASH}') AS hash) head, (SELECT %s AS text) payload"
+        f"'{GENESIS_HASH}') AS hash) head, (SELECT %(payload)s AS text) payload"
     )
 
 

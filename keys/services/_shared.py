@@ -125,9 +125,9 @@ def _live_version_sql(by_version: bool) -> str:
         f"JOIN {quote(ResourceGroup._meta.db_table)} rg ON rg.{{id}} = vault.{{group}} "
         f"JOIN {quote(Key._meta.db_table)} k ON k.{{vault}} = vault.{{id}} "
         f"JOIN {quote(KeyVersion._meta.db_table)} v ON {version_join} "
-        "WHERE vault.{name} = %s AND vault.{deleted} IS NULL "
-        "AND LOWER(k.{name}) = %s AND k.{deleted} IS NULL"
-        + (" AND v.{version} = %s" if by_version else "")
+        "WHERE vault.{name} = %(vault)s AND vault.{deleted} IS NULL "
+        "AND LOWER(k.{name}) = %(key)s AND k.{deleted} IS NULL"
+        + (" AND v.{version} = %(version)s" if by_version else "")
     ).format(
         id=quote("id"),
         key=quote("key_id"),
@@ -146,7 +146,11 @@ def _live_version(vault_name: str, name: str, version: str | None) -> KeyVersion
     This is the lookup of every key operation, so it runs fixed SQL instead of compiling
     an ORM query with three joins on each call (see kvconsole/sql.py).
     """
-    params = [vault_name.lower(), name.lower()] + ([version.lower()] if version else [])
+    # Named parameters: Django's SQLite backend rewrites positional ones with a regular
+    # expression over the whole statement, which costs more than the query itself.
+    params = {"vault": vault_name.lower(), "key": name.lower()}
+    if version:
+        params["version"] = version.lower()
     with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
         cursor.execute(_live_version_sql(bool(version)), params)
         row = cursor.fetchone()

@@ -23,7 +23,7 @@ from vaults import services as vault_services
 from vaults.models import ActivityEntry
 from vaults.permissions import request_cache
 
-ROUNDS = 5
+ROUNDS = 9
 SECONDS_PER_ROUND = 1.0
 
 
