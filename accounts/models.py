@@ -106,3 +106,37 @@ class CertificateCredential(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subject} ({self.thumbprint_sha1})"
+
+
+class UsedClientAssertion(models.Model):
+    """A client assertion's jti, kept until the assertion expires, so that one captured
+    assertion cannot be replayed for another token."""
+
+    jti = models.CharField(max_length=200, unique=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.jti
+
+
+class WorkloadIdentity(models.Model):
+    """A workload's managed identity: the secret a host gives the workload in
+    IDENTITY_HEADER buys tokens for `application`, so its code and configuration hold none.
+
+    The secret is 256 random bits, so its SHA-256 alone identifies it without a salt.
+    """
+
+    application = models.ForeignKey(
+        Application, on_delete=models.CASCADE, related_name="workload_identities"
+    )
+    key_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    description = models.CharField(max_length=120, blank=True)
+    hint = models.CharField(max_length=3)
+    secret_hash = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.description or 'workload'} ({self.hint}…)"

@@ -162,3 +162,24 @@ class KeyUserObjectPermission(UserObjectPermissionBase):
 
 class KeyGroupObjectPermission(GroupObjectPermissionBase):
     content_object = models.ForeignKey(Key, on_delete=models.CASCADE)
+
+
+class KeyRotationPolicy(models.Model):
+    """A key's rotation policy, in Azure's terms: lifetime actions (Rotate or Notify, after
+    creation or before expiry) and the expiry given to versions a rotation makes.
+
+    Durations are kept as the ISO-8601 text the client sent, as Azure echoes them.
+    """
+
+    key = models.OneToOneField(Key, on_delete=models.CASCADE, related_name="rotation_policy")
+    # [{"trigger": {"timeAfterCreate" | "timeBeforeExpiry": "P30D"}, "action": {"type": ...}}]
+    lifetime_actions = models.JSONField(default=list)
+    expiry_time = models.CharField(max_length=32, blank=True)
+    created_at = models.DateTimeField()
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "key rotation policies"
+
+    def __str__(self) -> str:
+        return f"rotation policy of {self.key}"

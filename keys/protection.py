@@ -11,7 +11,6 @@ touches, so a backup stays restorable for as long as the deployment keeps that k
 """
 
 import base64
-import fcntl
 import json
 import os
 import secrets
@@ -28,7 +27,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from kvconsole.errors import BadParameter, Conflict
+from kvconsole import secretfiles
+from kvconsole.errors import BadParameter
 
 from . import crypto
 
@@ -67,11 +67,11 @@ class _KeyringFile:
         path = Path(settings.KVCONSOLE_MASTER_KEY_FILE)
         with self._lock:
             try:
-                stamp = _stamp(path)
+                stamp = secretfiles.stamp(path)
             except FileNotFoundError:
                 _refuse_to_replace_a_lost_keyring(path)
-                _create_development_file(path, _new_keyring_document())
-                stamp = _stamp(path)
+                secretfiles.create_development_file(path, _new_keyring_document())
+                stamp = secretfiles.stamp(path)
             if self._loaded is None or self._loaded[:2] != (path, stamp):
                 self._loaded = (path, stamp, _parse_keyring(path))
             return self._loaded[2]
@@ -84,7 +84,7 @@ class _KeyringFile:
             "keys": {key_id: _b64(key) for key_id, key in keyring.keys.items()},
         }
         with self._lock:
-            _write_secret_file(path, json.dumps(document, indent=2))
+            secretfiles.write_secret_file(path, json.dumps(document, indent=2))
             self._loaded = None
 
 
@@ -103,26 +103,15 @@ def _refuse_to_replace_a_lost_keyring(path: Path) -> None:
         )
 
 
-def _stamp(path: Path) -> tuple[int, int, int]:
-    """Changes whenever the file is replaced (a rotation renames a new file into place)."""
-    status = path.stat()
-    return status.st_ino, status.st_mtime_ns, status.st_size
-
-
 @contextmanager
 def rotation_lock() -> Iterator[None]:
     """Held for a whole master-key rotation: two at once would each add a primary key and
     the second write would drop the first one's, orphaning what it had re-wrapped."""
-    path = Path(settings.KVCONSOLE_MASTER_KEY_FILE)
-    descriptor = os.open(path.with_name(f"{path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise Conflict("Another master-key rotation is running; let it finish.") from None
+    with secretfiles.exclusive(
+        Path(settings.KVCONSOLE_MASTER_KEY_FILE),
+        "Another master-key rotation is running; let it finish.",
+    ):
         yield
-    finally:
-        os.close(descriptor)
 
 
 def _b64(data: bytes) -> str:
@@ -139,38 +128,6 @@ def _new_keyring_document() -> str:
         {"format": _KEYRING_FORMAT, "primary": key_id, "keys": {key_id: _b64(os.urandom(32))}},
         indent=2,
     )
-
-
-def _create_development_file(path: Path, content: str) -> None:
-    if not settings.KVCONSOLE_GENERATE_KEY_FILES:
-        raise ImproperlyConfigured(
-            f"{path} does not exist. Production deployments must be given their key files."
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return  # another process created it first; use theirs
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-
-
-def _write_secret_file(path: Path, content: str) -> None:
-    """Replace `path` atomically: a crash leaves either the old file or the new one."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 def _parse_keyring(path: Path) -> Keyring:
@@ -271,7 +228,7 @@ def _backup_key() -> tuple[bytes, bytes]:
     """(key id, key) of this deployment's backup key."""
     path = Path(settings.KVCONSOLE_BACKUP_KEY_FILE)
     if not path.exists():
-        _create_development_file(
+        secretfiles.create_development_file(
             path,
             json.dumps({"format": 1, "id": _new_key_id(), "key": _b64(os.urandom(32))}),
         )

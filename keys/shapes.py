@@ -9,7 +9,7 @@ from typing import Any
 
 from . import crypto
 from .models import Key, KeyVersion
-from .services import OperationResult
+from .services import OperationResult, RotationPolicy
 
 
 def _seconds(moment: datetime | None) -> int | None:
@@ -92,3 +92,17 @@ def operation_result(result: OperationResult, vault_url: str) -> dict[str, Any]:
         if value is not None:
             shape[name] = crypto.b64url_encode(value)
     return shape
+
+
+def rotation_policy(shown: RotationPolicy, vault_url: str) -> dict[str, Any]:
+    attributes: dict[str, Any] = {}
+    if shown.policy.expiry_time:
+        attributes["expiryTime"] = shown.policy.expiry_time
+    if shown.created_at:
+        attributes["created"] = _seconds(shown.created_at)
+        attributes["updated"] = _seconds(shown.updated_at)
+    return {
+        "id": f"{_base(vault_url)}/keys/{shown.key.name}/rotationpolicy",
+        "lifetimeActions": [action.as_dict() for action in shown.policy.actions],
+        "attributes": attributes,
+    }

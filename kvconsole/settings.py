@@ -2,6 +2,7 @@
 
 import os
 import secrets
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -50,6 +51,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a vault host's requests are the vault endpoint's, served without the rest.
+    "kvconsole.hosts.vault_hosts",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -192,6 +195,9 @@ LOGGING = {
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": "WARNING"},
+    # Refusals (401 challenges, 404s) are the vault endpoint's everyday answers, and each is
+    # in the activity log; only server errors are worth a log line here.
+    "loggers": {"django.request": {"level": "ERROR"}},
 }
 
 # --- kvconsole -------------------------------------------------------------------------
@@ -203,6 +209,22 @@ KVCONSOLE_SUBSCRIPTION_ID = os.environ.get(
 )
 KVCONSOLE_VAULT_HOST_SUFFIX = os.environ.get("KVCONSOLE_VAULT_HOST_SUFFIX", "vault.localhost")
 KVCONSOLE_VAULT_PORT = int(os.environ.get("KVCONSOLE_VAULT_PORT", "8443"))
+# Where clients reach the console, and with it the token service (the authority).
+KVCONSOLE_CONSOLE_HOST = os.environ.get(
+    "KVCONSOLE_CONSOLE_HOST", f"localhost:{KVCONSOLE_VAULT_PORT}"
+)
+# The directory tenant the token service speaks for; clients name it (tenant_id).
+KVCONSOLE_TENANT_ID = os.environ.get("KVCONSOLE_TENANT_ID") or (
+    _development_secret("tenant-id", lambda: str(uuid.uuid4())).read_text().strip()
+)
+KVCONSOLE_TOKEN_KEY_FILE = Path(
+    os.environ.get("KVCONSOLE_TOKEN_KEY_FILE") or VAR_DIR / "token-signing-keys.json"
+)
+KVCONSOLE_TOKEN_LIFETIME_SECONDS = int(os.environ.get("KVCONSOLE_TOKEN_LIFETIME_SECONDS", "3600"))
+# Vault endpoint requests larger than this are refused unread; a backup of a key with the
+# maximum of 500 RSA-4096 versions fits.
+KVCONSOLE_MAX_REQUEST_BYTES = int(os.environ.get("KVCONSOLE_MAX_REQUEST_BYTES", str(4 << 20)))
+DATA_UPLOAD_MAX_MEMORY_SIZE = KVCONSOLE_MAX_REQUEST_BYTES
 
 KVCONSOLE_MASTER_KEY_FILE = Path(
     os.environ.get("KVCONSOLE_MASTER_KEY_FILE") or VAR_DIR / "master-keys.json"

@@ -44,6 +44,8 @@ class RequestContext:
     face: str = Face.SYSTEM
     client_ip: str | None = None
     correlation_id: str = ""
+    api_version: str = ""
+    request_id: str = ""
 
 
 @dataclass
@@ -72,18 +74,37 @@ _request_context: ContextVar[RequestContext] = ContextVar(
     default=RequestContext(),  # noqa: B039
 )
 _pending: ContextVar[_Pending | None] = ContextVar("activity_pending", default=None)
+# Entries written within the current request_context() block, so that a face can tell
+# whether a request it refuses still lacks its entry.
+_written: ContextVar[list[int] | None] = ContextVar("activity_written", default=None)
 
 
 @contextmanager
 def request_context(
-    *, face: str, client_ip: str | None = None, correlation_id: str = ""
+    *,
+    face: str,
+    client_ip: str | None = None,
+    correlation_id: str = "",
+    api_version: str = "",
+    request_id: str = "",
 ) -> Iterator[None]:
-    """Within this block, operations are recorded with this face, client IP and correlation id."""
-    token = _request_context.set(RequestContext(face, client_ip, correlation_id[:64]))
+    """Within this block, operations are recorded with this face, client IP, correlation id
+    and, for the vault endpoint, the api-version and request id."""
+    token = _request_context.set(
+        RequestContext(face, client_ip, correlation_id[:64], api_version[:16], request_id[:36])
+    )
+    written = _written.set([0])
     try:
         yield
     finally:
+        _written.reset(written)
         _request_context.reset(token)
+
+
+def written_in_request() -> int:
+    """How many entries have been written inside the current request_context() block."""
+    written = _written.get()
+    return written[0] if written is not None else 0
 
 
 def describe(
@@ -176,8 +197,13 @@ def _append(pending: _Pending, result: str, status_code: int, message: str) -> N
             "face": context.face,
             "client_ip": _CLIENT_IP_FIELD.get_prep_value(context.client_ip),
             "correlation_id": context.correlation_id,
+            "api_version": context.api_version,
+            "request_id": context.request_id,
         }
     )
+    written = _written.get()
+    if written is not None:
+        written[0] += 1
 
 
 def _within(name: str, column: str) -> str:
@@ -205,6 +231,8 @@ _PAYLOAD_FIELDS = (
     "face",
     "client_ip",
     "correlation_id",
+    "api_version",
+    "request_id",
 )
 _INSERT_ATTEMPTS = 20
 
@@ -222,6 +250,9 @@ def _payload_text(values: Mapping[str, Any]) -> str:
         values["client_ip"] or "",
         values["correlation_id"],
     ]
+    # The vault endpoint's fields came later; entries without them hash as they always did.
+    if values["api_version"] or values["request_id"]:
+        fields += [values["api_version"], values["request_id"]]
     return json.dumps(fields, separators=(",", ":"), ensure_ascii=True)
 
 

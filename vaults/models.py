@@ -181,6 +181,21 @@ class Vault(models.Model):
         return [("pk", cls), ("resource_group", ResourceGroup)]
 
 
+class VaultHostAlias(models.Model):
+    """Another host name (with its port) that a vault's endpoint answers on, for machines
+    where `{vault}.{suffix}` does not resolve, such as `127.0.0.1:8443`."""
+
+    vault = models.ForeignKey(Vault, on_delete=models.CASCADE, related_name="host_aliases")
+    # Lower case, with the port unless it is 443, as the Host header names it.
+    host = models.CharField(max_length=255, unique=True)
+
+    class Meta:
+        ordering = ["host"]
+
+    def __str__(self) -> str:
+        return self.host
+
+
 class ResourceGroupUserObjectPermission(UserObjectPermissionBase):
     content_object = models.ForeignKey(ResourceGroup, on_delete=models.CASCADE)
 
@@ -300,6 +315,11 @@ class Operation(models.TextChoices):
     KEY_VERIFY = "KeyVerify"
     KEY_WRAP = "KeyWrap"
     KEY_UNWRAP = "KeyUnwrap"
+    KEY_ROTATION_POLICY_GET = "KeyRotationPolicyGet"
+    KEY_ROTATION_POLICY_SET = "KeyRotationPolicySet"
+    RANDOM_BYTES_GET = "GetRandomBytes"
+    # A vault endpoint request for no operation the endpoint has (an unknown path or method).
+    UNSUPPORTED_REQUEST = "UnsupportedRequest"
     MASTER_KEY_ROTATE = "MasterKeyRotate"
     ROLE_DEFINITION_LIST = "RoleDefinitionList"
     ROLE_ASSIGNMENT_CREATE = "RoleAssignmentCreate"
@@ -322,6 +342,9 @@ class Operation(models.TextChoices):
     APPLICATION_CREDENTIAL_LIST = "ApplicationCredentialList"
     APPLICATION_CREDENTIAL_DELETE = "ApplicationCredentialDelete"
     APPLICATION_SIGN_IN = "ApplicationSignIn"
+    WORKLOAD_IDENTITY_ADD = "WorkloadIdentityAdd"
+    WORKLOAD_IDENTITY_LIST = "WorkloadIdentityList"
+    WORKLOAD_IDENTITY_DELETE = "WorkloadIdentityDelete"
     SIGN_IN = "SignIn"
     SIGN_OUT = "SignOut"
     SIGN_IN_LOCKOUT = "SignInLockout"
@@ -374,6 +397,9 @@ class ActivityEntry(models.Model):
     face = models.CharField(max_length=8, choices=Face.choices)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     correlation_id = models.CharField(max_length=64, blank=True)
+    # Vault endpoint requests: the api-version asked for and the x-ms-request-id sent back.
+    api_version = models.CharField(max_length=16, blank=True)
+    request_id = models.CharField(max_length=36, blank=True)
     prev_hash = models.CharField(max_length=64)
     hash = models.CharField(max_length=64)
 

@@ -1,13 +1,16 @@
 """Reads of resource groups, vaults and the activity log, filtered by what the actor may see."""
 
+import threading
+import time
 from datetime import datetime
 
+from django.conf import settings
 from django.db.models import QuerySet
 
 from accounts.models import User
 
 from .activity import ChainReport, verify_chain
-from .models import ActivityEntry, ResourceGroup, Vault
+from .models import ActivityEntry, ResourceGroup, Vault, VaultHostAlias
 from .permissions import DEPLOYMENT, Action, authorize, readable_activity, visible
 
 
@@ -53,3 +56,45 @@ def activity_verify(*, actor: User, anchor: tuple[int, str] | None = None) -> Ch
     """Check the whole log's hash chain (and an anchor recorded earlier, if given)."""
     authorize(actor, Action.ACTIVITY_READ, DEPLOYMENT)
     return verify_chain(anchor=anchor)
+
+
+class _HostAliases:
+    """Host aliases, read again at most every few seconds: every vault endpoint request
+    resolves its host, and aliases change rarely (a change reaches other processes within
+    the refresh interval; this process sees its own at once)."""
+
+    REFRESH_SECONDS = 10.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._read_at = -self.REFRESH_SECONDS
+        self._vaults: dict[str, str] = {}
+
+    def vault_for(self, host: str) -> str | None:
+        now = time.monotonic()
+        with self._lock:
+            if now - self._read_at >= self.REFRESH_SECONDS:
+                self._vaults = dict(VaultHostAlias.objects.values_list("host", "vault__name"))
+                self._read_at = now
+            return self._vaults.get(host)
+
+    def forget(self) -> None:
+        with self._lock:
+            self._read_at = -self.REFRESH_SECONDS
+
+
+host_aliases = _HostAliases()
+
+
+def vault_name_for_host(host: str) -> str | None:
+    """The vault a Host header names, as `{vault}.{suffix}[:port]` or as one of a vault's
+    host aliases; None for any other host (the console's)."""
+    host = host.lower()
+    domain, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
+    if not domain or not port.isdigit():
+        domain, port = host, ""
+    suffix = "." + settings.KVCONSOLE_VAULT_HOST_SUFFIX.lower()
+    if domain.endswith(suffix):
+        name = domain[: -len(suffix)]
+        return name if name and "." not in name else None
+    return host_aliases.vault_for(host if port != "443" else domain)

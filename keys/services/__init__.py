@@ -39,12 +39,19 @@ from .operations import (
     key_unwrap,
     key_verify,
     key_wrap,
+    random_bytes,
+)
+from .rotation import (
+    RotationPolicy,
+    key_rotation_policy_get,
+    key_rotation_policy_set,
 )
 
 __all__ = [
     "UNCHANGED",
     "MasterKeyRotation",
     "OperationResult",
+    "RotationPolicy",
     "VerifyResult",
     "key_backup",
     "key_create",
@@ -62,10 +69,13 @@ __all__ = [
     "key_restore",
     "key_revert",
     "key_rotate",
+    "key_rotation_policy_get",
+    "key_rotation_policy_set",
     "key_sign",
     "key_unwrap",
     "key_update",
     "key_verify",
     "key_wrap",
     "master_key_rotate",
+    "random_bytes",
 ]

@@ -18,8 +18,8 @@ from vaults.permissions import Action, authorize, may
 from vaults.services import vault_lookup
 from vaults.validation import clean_tags
 
-from .. import crypto, selectors
-from ..models import Key, KeyVersion
+from .. import crypto, rotation, selectors
+from ..models import Key, KeyRotationPolicy, KeyVersion
 from ..protection import material_cache
 from ._shared import (
     UNCHANGED,
@@ -206,13 +206,20 @@ def key_rotate(*, actor: User, vault_name: str, name: str) -> KeyVersion:
     material = crypto.generate(
         crypto.KeySpec.parse(current.kty, current.size, current.curve or None)
     )
+    policy = KeyRotationPolicy.objects.filter(key=key).first()
     with activity.atomic():
+        now = timezone.now()
         version = add_version(
             lock_key(key),
             material,
             origin=KeyVersion.Origin.ROTATED,
             key_ops=list(current.key_ops),
             tags=dict(current.tags),
+            # As in Azure: a policy's expiryTime dates every version a rotation makes.
+            expires=rotation.after(now, policy.expiry_time)
+            if policy and policy.expiry_time
+            else None,
+            created_at=now,
         )
         activity.describe(version)
     return version

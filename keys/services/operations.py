@@ -1,11 +1,15 @@
-"""The cryptographic operations: encrypt, decrypt, sign, verify, wrap and unwrap."""
+"""The cryptographic operations: encrypt, decrypt, sign, verify, wrap and unwrap, and random
+bytes."""
 
+import secrets
 from dataclasses import dataclass
 
 from accounts.models import User
+from kvconsole.errors import BadParameter
 from vaults.activity import operation
 from vaults.models import Operation
-from vaults.permissions import Action
+from vaults.permissions import Action, authorize
+from vaults.services import vault_lookup
 
 from .. import crypto
 from ..models import KeyVersion
@@ -134,3 +138,19 @@ def key_unwrap(
 ) -> OperationResult:
     target, material = _prepare(actor, Action.KEY_UNWRAP, "unwrapKey", vault_name, name, version)
     return OperationResult(target, crypto.unwrap_key(material, algorithm, encrypted_key))
+
+
+MAX_RANDOM_BYTES = 128
+
+
+@operation(Operation.RANDOM_BYTES_GET)
+def random_bytes(*, actor: User, vault_name: str, count: object) -> bytes:
+    """Up to 128 bytes from the operating system's CSPRNG, for anyone who may read the
+    vault's keys (Azure offers this on Managed HSM, with its own rng permission)."""
+    vault = vault_lookup(vault_name, actor=actor, action=Action.KEY_GET)
+    authorize(actor, Action.KEY_GET, vault)
+    if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_RANDOM_BYTES:
+        raise BadParameter(
+            f"GetRandomBytesRequest: count cannot be greater than {MAX_RANDOM_BYTES} or less than 1"
+        )
+    return secrets.token_bytes(count)

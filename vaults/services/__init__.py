@@ -33,6 +33,7 @@ from .directory import (
     application_update,
     years_from,
 )
+from .requests import anonymous_caller, request_refuse
 from .resources import (
     MAX_RETENTION_DAYS,
     MIN_RETENTION_DAYS,
@@ -67,6 +68,7 @@ __all__ = [
     "IssuedSecret",
     "Scope",
     "access_policy_delete",
+    "anonymous_caller",
     "access_policy_list",
     "access_policy_set",
     "application_certificate_add",
@@ -82,6 +84,7 @@ __all__ = [
     "effective_access",
     "parse_scope",
     "principal_name",
+    "request_refuse",
     "resolve_principal",
     "resource_group_create",
     "resource_group_delete",
