@@ -5,6 +5,8 @@ body that is not JSON or too large, a path the endpoint does not have: each is s
 request, and each is recorded, under the operation it asked for.
 """
 
+import contextlib
+
 from accounts.models import User
 from kvconsole.errors import ServiceError
 
@@ -32,7 +34,5 @@ def request_refuse(
         activity.describe(vault=vault_name, target=target or f"vaults/{vault_name}")
         raise error
 
-    try:
+    with contextlib.suppress(ServiceError):
         refuse(actor=actor)
-    except ServiceError:
-        pass
