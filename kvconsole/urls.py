@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
+from vaults import oauth
 from vaults import views as vault_views
 
 admin.site.site_header = "kvconsole administration"
@@ -16,4 +17,14 @@ urlpatterns = [
     ),
     path("signout/", auth_views.LogoutView.as_view(next_page="signin"), name="signout"),
     path("admin/", admin.site.urls),
+    # The token service (the authority clients are sent to by the vaults' challenge).
+    path(
+        "<str:tenant>/v2.0/.well-known/openid-configuration",
+        oauth.openid_configuration,
+        name="openid-configuration",
+    ),
+    path("<str:tenant>/discovery/v2.0/keys", oauth.signing_keys, name="token-signing-keys"),
+    path("<str:tenant>/oauth2/v2.0/authorize", oauth.authorize, name="authorize"),
+    path("<str:tenant>/oauth2/v2.0/token", oauth.token, name="token"),
+    path("msi/token", oauth.managed_identity_token, name="managed-identity-token"),
 ]

@@ -99,6 +99,12 @@ def _register_vaults(commands: Any) -> None:
         help="Switch the permission model (needs the right to assign roles).",
     )
     update.add_argument("--retention-days", type=int)
+    update.add_argument(
+        "--host-aliases",
+        nargs="*",
+        metavar="HOST[:PORT]",
+        help="Replace the other host names the vault endpoint answers on (none: clear them).",
+    )
     add_tags(update)
 
     set_policy = leaf(
@@ -199,7 +205,13 @@ def _vault_update(run: Invocation) -> Any:
         vault = services.vault_permission_model_set(
             actor=run.actor, name=options.name, permission_model=model
         )
-    others = (options.tags, options.sku, options.enable_purge_protection, options.retention_days)
+    others = (
+        options.tags,
+        options.sku,
+        options.enable_purge_protection,
+        options.retention_days,
+        options.host_aliases,
+    )
     if vault is None or any(value is not None for value in others):
         vault = services.vault_update(
             actor=run.actor,
@@ -208,6 +220,7 @@ def _vault_update(run: Invocation) -> Any:
             sku=options.sku,
             purge_protection=options.enable_purge_protection,
             retention_days=options.retention_days,
+            host_aliases=options.host_aliases,
         )
     return shapes.vault(vault)
 

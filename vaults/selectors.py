@@ -21,7 +21,11 @@ def resource_group_list(*, actor: User) -> QuerySet[ResourceGroup]:
 def vault_list(
     *, actor: User, resource_group: str | None = None, deleted: bool = False
 ) -> QuerySet[Vault]:
-    vaults = Vault.objects.select_related("resource_group").filter(deleted_at__isnull=not deleted)
+    vaults = (
+        Vault.objects.select_related("resource_group")
+        .prefetch_related("host_aliases")
+        .filter(deleted_at__isnull=not deleted)
+    )
     if resource_group:
         vaults = vaults.filter(resource_group__name__iexact=resource_group)
     return visible(actor, vaults, Action.DELETED_VAULT_READ if deleted else Action.VAULT_READ)

@@ -33,8 +33,9 @@ def vault(vault: Vault) -> dict[str, Any]:
         "tags": vault.tags or None,
         "properties": {
             "sku": {"family": "A", "name": vault.sku},
-            "tenantId": settings.KVCONSOLE_SUBSCRIPTION_ID,
+            "tenantId": settings.KVCONSOLE_TENANT_ID,
             "vaultUri": vault.uri,
+            "hostAliases": [alias.host for alias in vault.host_aliases.all()],
             "enableSoftDelete": True,
             "softDeleteRetentionInDays": vault.soft_delete_retention_days,
             "enablePurgeProtection": vault.purge_protection or None,
@@ -117,7 +118,7 @@ def access_policy(entry: PolicyEntry) -> dict[str, Any]:
     """An access-policy entry as ARM shows one (keys only: this service holds only keys)."""
     described = principal(entry.principal)
     return {
-        "tenantId": settings.KVCONSOLE_SUBSCRIPTION_ID,
+        "tenantId": settings.KVCONSOLE_TENANT_ID,
         "objectId": described["principalId"],
         "principalType": described["principalType"],
         "principalName": described["principalName"],

@@ -1,6 +1,9 @@
 """Azure's rules for names, locations and tags, shared by every service that takes them."""
 
+import re
 from typing import Any
+
+from django.conf import settings
 
 from kvconsole.errors import BadParameter
 
@@ -51,3 +54,38 @@ def clean_tags(tags: Any) -> dict[str, str]:
                 f"{MAX_TAG_LENGTH} characters."
             )
     return dict(tags)
+
+
+# A host name (letters, digits, hyphens, dots) or an IP address in brackets (v6) or not,
+# with a port unless it is 443, as a Host header names it.
+_HOST_ALIAS = re.compile(
+    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*"
+    r"|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?\Z"
+)
+MAX_HOST_ALIASES = 10
+
+
+def clean_host_aliases(aliases: Any) -> list[str]:
+    """Host aliases in the form a Host header takes: lower case, `:443` left out. They may
+    name neither the console nor a `{vault}.{suffix}` host."""
+    if not isinstance(aliases, list) or not all(isinstance(alias, str) for alias in aliases):
+        raise BadParameter("Host aliases must be a list of host names, each with its port.")
+    if len(aliases) > MAX_HOST_ALIASES:
+        raise BadParameter(f"A vault may have at most {MAX_HOST_ALIASES} host aliases.")
+    cleaned = []
+    for alias in aliases:
+        host = alias.strip().lower().removesuffix(":443")
+        if not _HOST_ALIAS.fullmatch(host) or len(host) > 255:
+            raise BadParameter(
+                f"Host alias '{alias}' is invalid: give a host name or IP address and its port, "
+                "such as 127.0.0.1:8443."
+            )
+        domain = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+        if host == settings.KVCONSOLE_CONSOLE_HOST.lower() or domain.endswith(
+            "." + settings.KVCONSOLE_VAULT_HOST_SUFFIX.lower()
+        ):
+            raise BadParameter(
+                f"Host alias '{alias}' is the console's host or a vault host name already."
+            )
+        cleaned.append(host)
+    return list(dict.fromkeys(cleaned))

@@ -298,7 +298,7 @@ def test_set_policy_for_user_group_and_application_shows_in_vault_show(deploymen
         "--key-permissions", "Get", "sign", "LIST",
     )  # fmt: skip
     assert by_upn == {
-        "tenantId": settings.KVCONSOLE_SUBSCRIPTION_ID,
+        "tenantId": settings.KVCONSOLE_TENANT_ID,
         "objectId": str(alice.oid),
         "principalType": "User",
         "principalName": "alice",

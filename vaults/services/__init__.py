@@ -29,7 +29,6 @@ from .directory import (
     application_get,
     application_list,
     application_secret_add,
-    application_sign_in,
     application_update,
     years_from,
 )
@@ -59,12 +58,24 @@ from .sessions import (
     session_sign_out,
     sign_in_claimant,
 )
+from .tokens import (
+    Credential,
+    IssuedIdentity,
+    application_sign_in,
+    managed_identity_token_issue,
+    token_issue,
+    workload_identity_add,
+    workload_identity_delete,
+    workload_identity_list,
+)
 
 __all__ = [
     "MAX_RETENTION_DAYS",
     "MIN_RETENTION_DAYS",
     "ApplicationCredentials",
+    "Credential",
     "EffectiveAccess",
+    "IssuedIdentity",
     "IssuedSecret",
     "Scope",
     "access_policy_delete",
@@ -82,6 +93,7 @@ __all__ = [
     "application_sign_in",
     "application_update",
     "effective_access",
+    "managed_identity_token_issue",
     "parse_scope",
     "principal_name",
     "request_refuse",
@@ -101,6 +113,7 @@ __all__ = [
     "session_sign_in_refuse",
     "session_sign_out",
     "sign_in_claimant",
+    "token_issue",
     "vault_create",
     "vault_delete",
     "vault_get",
@@ -111,5 +124,8 @@ __all__ = [
     "vault_purge",
     "vault_recover",
     "vault_update",
+    "workload_identity_add",
+    "workload_identity_delete",
+    "workload_identity_list",
     "years_from",
 ]

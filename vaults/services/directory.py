@@ -1,11 +1,9 @@
-"""Applications (service principals), their client secrets and certificates, and signing in
-with a client secret.
+"""Applications (service principals) and their client secrets and certificates.
 
 The models are `accounts`'s; these services live in `vaults` because they authorize and
 record activity, and `accounts` may not import `vaults`.
 """
 
-import hmac
 import secrets
 import uuid
 from datetime import datetime
@@ -17,7 +15,7 @@ from django.utils import timezone
 from accounts.certificates import read_certificate
 from accounts.credentials import ApplicationCredentials, IssuedSecret, secret_hash
 from accounts.models import Application, CertificateCredential, ClientSecret, User
-from kvconsole.errors import BadParameter, Conflict, NotFound, Unauthorized
+from kvconsole.errors import BadParameter, Conflict, NotFound
 
 from .. import activity
 from ..activity import operation
@@ -251,80 +249,6 @@ def application_credential_delete(*, actor: User, client_id: str, key_id: str) -
             return
     activity.describe(target=f"{target}/credentials/{key}")
     raise _credential_not_found(application, key)
-
-
-# --- signing in -----------------------------------------------------------------------------
-
-
-def application_sign_in(*, client_id: str, secret: str) -> User:
-    """The application's principal, if `secret` is one of its live client secrets.
-
-    For the OAuth2 token endpoint: refusals are `Unauthorized` with Entra ID's AADSTS codes.
-    The attempt is recorded with the application as the actor, or, for a client id that
-    names no application, an unsaved placeholder principal.
-    """
-    parsed = _uuid_or_none(client_id)
-    application = (
-        Application.objects.select_related("user").filter(client_id=parsed).first()
-        if parsed is not None
-        else None
-    )
-    if application is not None:
-        actor = application.user
-    else:
-        # No object id: none exists, and a made-up one would look like a real principal's.
-        actor = User(  # type: ignore[misc]
-            username=_client_id_text(client_id), kind=User.Kind.APPLICATION, oid=None
-        )
-    return _sign_in(actor=actor, client_id=client_id, application=application, secret=secret)
-
-
-@operation(Operation.APPLICATION_SIGN_IN)
-def _sign_in(*, actor: User, client_id: str, application: Application | None, secret: str) -> User:
-    shown_id = _client_id_text(client_id)
-    activity.describe(target=_target(shown_id))
-    if application is None:
-        raise Unauthorized(
-            f"AADSTS700016: Application with identifier '{shown_id}' was not found in the "
-            "directory. Check the client id, or register the application (kv ad app create).",
-            code="unauthorized_client",
-        )
-    if not application.enabled or not application.user.is_active:
-        raise Unauthorized(
-            f"AADSTS7000112: Application '{application.client_id}'"
-            f"({application.display_name}) is disabled.",
-            code="unauthorized_client",
-        )
-    matched = _matching_secret(application, secret)
-    if matched is None:
-        raise Unauthorized(
-            "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the "
-            "request is the client secret value, not the client secret ID, for a secret added "
-            f"to app '{application.client_id}'.",
-            code="invalid_client",
-        )
-    if matched.expires_at <= timezone.now():
-        raise Unauthorized(
-            f"AADSTS7000222: The provided client secret keys for app '{application.client_id}' "
-            "are expired. Create a new secret (kv ad app credential reset --append) or use a "
-            "certificate credential.",
-            code="invalid_client",
-        )
-    return application.user
-
-
-def _matching_secret(application: Application, secret: str) -> ClientSecret | None:
-    if not isinstance(secret, str) or not secret:
-        return None
-    matched = None
-    for candidate in ClientSecret.objects.filter(application=application).only(
-        "key_id", "salt", "secret_hash", "expires_at"
-    ):
-        # Every candidate is compared, in constant time, so timing says nothing about which
-        # stored hash came close.
-        if hmac.compare_digest(secret_hash(candidate.salt, secret), candidate.secret_hash):
-            matched = candidate
-    return matched
 
 
 # --- shared ---------------------------------------------------------------------------------

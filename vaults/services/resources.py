@@ -3,7 +3,7 @@
 from datetime import timedelta
 from typing import Any
 
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
@@ -12,9 +12,15 @@ from kvconsole.errors import BadParameter, Conflict, Forbidden, NotFound
 
 from .. import activity, selectors
 from ..activity import operation
-from ..models import Operation, ResourceGroup, Vault
+from ..models import Operation, ResourceGroup, Vault, VaultHostAlias
 from ..permissions import DEPLOYMENT, Action, MissingResourceGroup, authorize
-from ..validation import clean_location, clean_resource_group_name, clean_tags, clean_vault_name
+from ..validation import (
+    clean_host_aliases,
+    clean_location,
+    clean_resource_group_name,
+    clean_tags,
+    clean_vault_name,
+)
 
 MIN_RETENTION_DAYS, MAX_RETENTION_DAYS = 7, 90
 
@@ -210,11 +216,14 @@ def vault_update(
     sku: str | None = None,
     purge_protection: bool | None = None,
     retention_days: int | None = None,
+    host_aliases: list[str] | None = None,
 ) -> Vault:
     """Change a vault's mutable properties; retention is fixed and purge protection one-way.
-    The permission model changes through `vault_permission_model_set`, which takes more."""
+    The permission model changes through `vault_permission_model_set`, which takes more.
+    `host_aliases` replaces the other host names the vault's endpoint answers on."""
     vault = vault_lookup(name, actor=actor, action=Action.VAULT_WRITE)
     authorize(actor, Action.VAULT_WRITE, vault)
+    aliases = clean_host_aliases(host_aliases) if host_aliases is not None else None
     changes: dict[str, Any] = {}
     if tags is not None:
         changes["tags"] = clean_tags(tags)
@@ -236,7 +245,25 @@ def vault_update(
         for field, value in changes.items():
             setattr(vault, field, value)
         vault.save(update_fields=[*changes, "updated_at"])
+        if aliases is not None:
+            _set_host_aliases(vault, aliases)
     return vault
+
+
+def _set_host_aliases(vault: Vault, aliases: list[str]) -> None:
+    taken = (
+        VaultHostAlias.objects.filter(host__in=aliases)
+        .exclude(vault=vault)
+        .values_list("host", flat=True)
+    )
+    if taken:
+        raise Conflict(f"The host alias {', '.join(sorted(taken))} belongs to another vault.")
+    VaultHostAlias.objects.filter(vault=vault).exclude(host__in=aliases).delete()
+    existing = set(vault.host_aliases.values_list("host", flat=True))
+    VaultHostAlias.objects.bulk_create(
+        VaultHostAlias(vault=vault, host=host) for host in aliases if host not in existing
+    )
+    transaction.on_commit(selectors.host_aliases.forget)
 
 
 def _lock_vault(vault: Vault, *, deleted: bool = False) -> Vault:
