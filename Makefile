@@ -7,10 +7,12 @@ PYTHON ?= $(shell command -v python3.13 2>/dev/null || command -v python3.12 2>/
 VENV := .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
-PORT ?= 8000
+# One HTTPS port serves the console, the token service and every vault's endpoint.
+PORT ?= $(or $(KVCONSOLE_PORT),8443)
+TLS := $(or $(KVCONSOLE_VAR_DIR),var)/tls
 
 help:
-	@echo "make run    create the virtualenv, migrate, load demo data and serve on http://$(HOST):$(PORT)/"
+	@echo "make run    create the virtualenv, migrate, load demo data and serve on https://localhost:$(PORT)/"
 	@echo "make test   install test dependencies and run ruff, mypy, the migration check and pytest"
 	@echo "make bench  run the benchmarks in tests/benchmarks and print their ratios"
 
@@ -24,10 +26,14 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[dev]"
 	@touch $@
 
+run: export KVCONSOLE_VAULT_PORT = $(PORT)
+run: export KVCONSOLE_CONSOLE_HOST = localhost:$(PORT)
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py demo --url http://$(HOST):$(PORT)/
-	KVCONSOLE_DEBUG=1 $(PY) manage.py runserver $(HOST):$(PORT)
+	$(PY) manage.py demo
+	KVCONSOLE_DEBUG=1 $(PY) -m granian --interface wsgi --host $(HOST) --port $(PORT) \
+		--ssl-certificate $(TLS)/server.pem --ssl-keyfile $(TLS)/server-key.pem \
+		--workers 1 --blocking-threads 4 --no-ws kvconsole.wsgi:application
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

@@ -174,9 +174,9 @@ SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 CSRF_COOKIE_HTTPONLY = False
-# Cookies travel over HTTPS only, except in a DEBUG deployment, which `make run` serves over
-# plain HTTP; KVCONSOLE_SECURE_COOKIES overrides either way.
-_secure_cookies = os.environ.get("KVCONSOLE_SECURE_COOKIES", "0" if DEBUG else "1") == "1"
+# Cookies travel over HTTPS only (`make run` serves HTTPS too); KVCONSOLE_SECURE_COOKIES=0
+# allows them over plain HTTP, behind a proxy that terminates TLS on the same machine.
+_secure_cookies = os.environ.get("KVCONSOLE_SECURE_COOKIES", "1") == "1"
 SESSION_COOKIE_SECURE = _secure_cookies
 CSRF_COOKIE_SECURE = _secure_cookies
 X_FRAME_OPTIONS = "DENY"

@@ -41,17 +41,24 @@ def test_demo_creates_a_group_a_vault_three_keys_and_an_admin(var_dir: Path) -> 
 
 
 @pytest.mark.django_db
-def test_demo_application_may_use_the_demo_keys_and_nothing_more(var_dir: Path) -> None:
+def test_demo_application_may_manage_the_demo_keys_and_nothing_more(
+    var_dir: Path, system: User
+) -> None:
     output = demo()
     application = Application.objects.get(display_name="demo-app")
     assert str(application.client_id) in output
     principal = application.user
     version = key_services.key_get(actor=principal, vault_name="demo-vault", name="demo-ec")
     assert version.key.name == "demo-ec"
+    created = key_services.key_create(
+        actor=principal, vault_name="demo-vault", name="made-by-the-app", kty="EC"
+    )
+    assert created.key.vault.name == "demo-vault"
     with pytest.raises(Forbidden):
-        key_services.key_delete(actor=principal, vault_name="demo-vault", name="demo-ec")
+        vault_services.vault_update(actor=principal, name="demo-vault", tags={"x": "y"})
+    vault_services.vault_create(actor=system, name="other-vault", resource_group="demo-rg")
     with pytest.raises(Forbidden):
-        vault_services.vault_get(actor=principal, name="demo-vault")
+        key_services.key_create(actor=principal, vault_name="other-vault", name="k", kty="EC")
 
 
 @pytest.mark.django_db

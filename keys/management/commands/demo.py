@@ -1,8 +1,12 @@
-"""`python manage.py demo`: demo data and an admin login for a development deployment.
+"""`python manage.py demo`: demo data, an admin login and TLS files for a development
+deployment, and `var/dev-connection.json` for scripts that connect to it.
 
-Re-runnable: it only adds what is missing and never deletes or replaces anything.
+Re-runnable: it only adds what is missing and never deletes or replaces anything but the demo
+application's client secret, which it replaces only when the one on file no longer works.
 """
 
+import ipaddress
+import json
 import os
 import secrets
 from pathlib import Path
@@ -15,13 +19,16 @@ from accounts.models import Application, User
 from accounts.services import system_principal
 from keys import selectors as key_selectors
 from keys import services as key_services
+from kvconsole import devtls, secretfiles
+from kvconsole.errors import Unauthorized
 from vaults import selectors as vault_selectors
 from vaults import services as vault_services
 from vaults.activity import request_context
 from vaults.models import Face, Vault
 
 GROUP, VAULT, APPLICATION = "demo-rg", "demo-vault", "demo-app"
-APPLICATION_ROLE = "Key Vault Crypto User"
+# Enough for the README snippet, which creates a key before it uses one.
+APPLICATION_ROLE = "Key Vault Crypto Officer"
 DEMO_KEYS: dict[str, dict[str, Any]] = {
     "demo-rsa": {"kty": "RSA", "size": 2048},
     "demo-ec": {"kty": "EC", "curve": "P-256"},
@@ -36,19 +43,28 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--url", default="http://127.0.0.1:8000/", help="Where the site runs.")
+        parser.add_argument(
+            "--alias",
+            default=f"127.0.0.1:{settings.KVCONSOLE_VAULT_PORT}",
+            help="A host alias for the demo vault, for machines where *.localhost does not "
+            "resolve (default: 127.0.0.1 on the vault port).",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         actor = system_principal(name="system:demo")
+        tls = self._tls_files(options["alias"])
         with request_context(face=Face.CLI):
-            vault = self._demo_data(actor)
+            vault = self._demo_data(actor, options["alias"])
             application = self._demo_application(actor) if vault is not None else None
+            secret = self._demo_secret(actor, application) if application else None
         username, password = self._admin_login()
-        url = options["url"].rstrip("/")
+        console = f"https://{settings.KVCONSOLE_CONSOLE_HOST}"
         self.stdout.write(
             "\n"
-            f"  Console      {url}/\n"
-            f"  Admin        {url}/admin/\n"
+            f"  CA           {tls.ca_certificate}  (trust it: REQUESTS_CA_BUNDLE or "
+            "connection_verify)\n"
+            f"  Console      {console}/\n"
+            f"  Admin        {console}/admin/\n"
             f"  Login        {username} / {password}\n"
         )
         if vault is None:
@@ -56,18 +72,68 @@ class Command(BaseCommand):
                 f"  Demo vault   {VAULT} is soft-deleted; bring it back with\n"
                 f"               .venv/bin/python manage.py kv vault recover --name {VAULT}\n"
             )
-        else:
-            listing = f".venv/bin/python manage.py kv key list --vault-name {VAULT} -o table"
-            self.stdout.write(f"  Demo vault   {VAULT} ({vault.uri})\n  CLI          {listing}\n")
-        if application is not None:
-            reset = f"kv ad app credential reset --id {application.client_id}"
-            self.stdout.write(
-                f"  Demo app     {APPLICATION} ({application.client_id}), {APPLICATION_ROLE} on "
-                f"{VAULT}\n"
-                f"               a client secret: .venv/bin/python manage.py {reset}\n"
-            )
+            return
+        vault_url = f"https://{options['alias']}"
+        listing = f".venv/bin/python manage.py kv key list --vault-name {VAULT} -o table"
+        self.stdout.write(
+            f"  Demo vault   {vault_url}  (also {vault.uri.rstrip('/')} where *.localhost "
+            "resolves)\n"
+            f"  CLI          {listing}\n"
+        )
+        if application is None or secret is None:
+            return
+        connection = {
+            "console_url": f"{console}/",
+            "vault_url": vault_url,
+            "authority": console,
+            "tenant": settings.KVCONSOLE_TENANT_ID,
+            "client_id": str(application.client_id),
+            "client_secret": secret,
+            "ca_file": str(tls.ca_certificate),
+        }
+        path = Path(settings.VAR_DIR) / "dev-connection.json"
+        secretfiles.write_secret_file(path, json.dumps(connection, indent=2) + "\n")
+        self.stdout.write(
+            f"  Demo app     {APPLICATION}, {APPLICATION_ROLE} on {VAULT}\n"
+            f"  Authority    {console}\n"
+            f"  Tenant       {settings.KVCONSOLE_TENANT_ID}\n"
+            f"  Client id    {application.client_id}\n"
+            f"  Secret       {secret}\n"
+            f"  All of it    {path}\n"
+        )
 
-    def _demo_data(self, actor: User) -> Vault | None:
+    def _tls_files(self, alias: str) -> devtls.TlsFiles:
+        """The development CA and a server certificate for the console, every vault host and
+        the demo vault's alias."""
+        console = settings.KVCONSOLE_CONSOLE_HOST.rsplit(":", 1)[0]
+        suffix = settings.KVCONSOLE_VAULT_HOST_SUFFIX
+        dns, addresses = ["localhost", console, f"*.{suffix}", suffix], ["127.0.0.1", "::1"]
+        alias_host = alias.rsplit(":", 1)[0].strip("[]")
+        (addresses if _is_address(alias_host) else dns).append(alias_host)
+        return devtls.ensure(Path(settings.VAR_DIR) / "tls", dns, addresses)
+
+    def _demo_secret(self, actor: User, application: Application) -> str:
+        """The demo application's client secret: the one on file while it still signs in,
+        otherwise a new one that replaces every other."""
+        path = Path(settings.VAR_DIR) / "dev-connection.json"
+        if path.exists():
+            on_file = json.loads(path.read_text()).get("client_secret", "")
+            try:
+                vault_services.application_sign_in(
+                    client_id=str(application.client_id), secret=on_file
+                )
+                return str(on_file)
+            except Unauthorized:
+                pass
+        issued = vault_services.application_secret_add(
+            actor=actor,
+            client_id=str(application.client_id),
+            description="make run",
+            replace=True,
+        )
+        return issued.value
+
+    def _demo_data(self, actor: User, alias: str) -> Vault | None:
         """The demo vault with its keys, adding what is missing; None if it is soft-deleted.
 
         Names held by soft-deleted objects are left alone: they belong to whoever deleted them.
@@ -91,6 +157,11 @@ class Command(BaseCommand):
         for name, spec in DEMO_KEYS.items():
             if name not in taken:
                 key_services.key_create(actor=actor, vault_name=VAULT, name=name, **spec)
+        aliases = [host.host for host in vault.host_aliases.all()]
+        if alias.lower() not in aliases:
+            vault = vault_services.vault_update(
+                actor=actor, name=VAULT, host_aliases=[*aliases, alias]
+            )
         return vault
 
     def _demo_application(self, actor: User) -> Application:
@@ -130,3 +201,11 @@ class Command(BaseCommand):
         elif not user.check_password(password):
             return username, "(unchanged: the password was changed after it was generated)"
         return username, password
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
