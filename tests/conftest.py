@@ -11,6 +11,7 @@ import pytest
 from django.conf import settings
 
 from accounts.models import User
+from accounts.tokens import verified_tokens
 from keys import services as key_services
 from keys.models import KeyVersion
 from keys.protection import master_keyring, material_cache
@@ -21,6 +22,7 @@ from tests.factories import (
     UserFactory,
     VaultFactory,
 )
+from tests.live import SUFFIX, LiveDeployment, live_deployment, vault_hosts_resolve_locally
 from vaults.models import Vault
 
 
@@ -100,3 +102,27 @@ def make_key(system: User, vault: Vault) -> Callable[..., KeyVersion]:
         )
 
     return make
+
+
+@pytest.fixture(scope="session")
+def deployment(
+    django_db_setup: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveDeployment]:
+    """A live HTTPS deployment (console host, token service, vault hosts) in this process."""
+    names = ("KVCONSOLE_CONSOLE_HOST", "KVCONSOLE_VAULT_PORT", "KVCONSOLE_VAULT_HOST_SUFFIX")
+    original = [getattr(settings, name) for name in names]
+    with live_deployment(tmp_path_factory.mktemp("tls")) as live, vault_hosts_resolve_locally():
+        settings.KVCONSOLE_CONSOLE_HOST = f"localhost:{live.port}"
+        settings.KVCONSOLE_VAULT_PORT = live.port
+        settings.KVCONSOLE_VAULT_HOST_SUFFIX = SUFFIX
+        yield live
+    for name, value in zip(names, original, strict=True):
+        setattr(settings, name, value)
+
+
+@pytest.fixture(autouse=True)
+def _forget_verified_tokens() -> Iterator[None]:
+    # Principals are made afresh by every test; a token cached by an earlier one is stale.
+    verified_tokens.clear()
+    yield
+    verified_tokens.clear()
