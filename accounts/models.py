@@ -108,17 +108,6 @@ class CertificateCredential(models.Model):
         return f"{self.subject} ({self.thumbprint_sha1})"
 
 
-class UsedClientAssertion(models.Model):
-    """A client assertion's jti, kept until the assertion expires, so that one captured
-    assertion cannot be replayed for another token."""
-
-    jti = models.CharField(max_length=200, unique=True)
-    expires_at = models.DateTimeField(db_index=True)
-
-    def __str__(self) -> str:
-        return self.jti
-
-
 class WorkloadIdentity(models.Model):
     """A workload's managed identity: the secret a host gives the workload in
     IDENTITY_HEADER buys tokens for `application`, so its code and configuration hold none.

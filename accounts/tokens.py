@@ -386,7 +386,7 @@ def verify_assertion(
             audience=token_endpoint(),
             issuer=header.client_id,
             leeway=LEEWAY_SECONDS,
-            options={"require": ["exp", "iss", "sub", "aud", "jti"]},
+            options={"require": ["exp", "iss", "sub", "aud"]},
         )
     except jwt.ExpiredSignatureError:
         raise Unauthorized(
