@@ -54,7 +54,8 @@ class RequestLog:
 class _HttpsThread(LiveServerThread):
     def __init__(self, tls: devtls.TlsFiles, log: RequestLog, **kwargs: Any) -> None:
         self.tls = tls
-        super().__init__("127.0.0.1", static_handler=log.wrap, **kwargs)
+        # Django calls this the static-files handler; here it wraps the site to log requests.
+        super().__init__("127.0.0.1", static_handler=log.wrap, **kwargs)  # type: ignore[arg-type]
 
     def _create_server(self, connections_override: Any = None) -> ThreadedWSGIServer:
         server = ThreadedWSGIServer(
@@ -92,7 +93,7 @@ def live_deployment(directory: Path) -> Iterator[LiveDeployment]:
     log = RequestLog()
     shared = {}
     for connection in connections.all():
-        if connection.vendor == "sqlite" and connection.is_in_memory_db():
+        if connection.vendor == "sqlite" and connection.is_in_memory_db():  # type: ignore[attr-defined]
             connection.inc_thread_sharing()
             shared[connection.alias] = connection
     thread = _HttpsThread(tls, log, connections_override=shared)
@@ -104,9 +105,9 @@ def live_deployment(directory: Path) -> Iterator[LiveDeployment]:
     try:
         yield LiveDeployment(thread.port, str(tls.ca_certificate), log)
     finally:
+        # Sharing stays on: a thread serving a kept-alive connection may outlive the server
+        # and still close its database connection on the way out.
         thread.terminate()
-        for connection in shared.values():
-            connection.dec_thread_sharing()
 
 
 @contextmanager

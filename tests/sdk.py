@@ -95,9 +95,7 @@ class Sdk:
             **options,
         )
 
-    def crypto(
-        self, key: KeyVaultKey | str, credential: Any, **options: Any
-    ) -> CryptographyClient:
+    def crypto(self, key: KeyVaultKey | str, credential: Any, **options: Any) -> CryptographyClient:
         return CryptographyClient(
             key, credential, connection_verify=self.deployment.ca_file, **options
         )
