@@ -361,13 +361,15 @@ def key_delete(call: Call, name: str) -> tuple[int, Payload]:
 
 
 def key_list(call: Call) -> tuple[int, Payload]:
+    page = _page(call, "keys")
     keys = services.key_list(actor=call.actor, vault_name=call.vault_name)
-    return 200, _key_page(call, keys, "keys", lambda key: shapes.key_item(key, call.vault_url))
+    return 200, _key_page(page, keys, lambda key: shapes.key_item(key, call.vault_url))
 
 
 def key_list_versions(call: Call, name: str) -> tuple[int, Payload]:
+    page = _page(call, f"keys/{name}/versions")
     versions = services.key_list_versions(actor=call.actor, vault_name=call.vault_name, name=name)
-    return 200, _version_page(call, versions, f"keys/{name}/versions")
+    return 200, _version_page(page, versions)
 
 
 def key_rotate(call: Call, name: str) -> tuple[int, Payload]:
@@ -393,10 +395,9 @@ def key_restore(call: Call, name: str) -> tuple[int, Payload]:
 
 
 def deleted_key_list(call: Call) -> tuple[int, Payload]:
+    page = _page(call, "deletedkeys")
     keys = services.key_list_deleted(actor=call.actor, vault_name=call.vault_name)
-    return 200, _key_page(
-        call, keys, "deletedkeys", lambda key: shapes.deleted_key_item(key, call.vault_url)
-    )
+    return 200, _key_page(page, keys, lambda key: shapes.deleted_key_item(key, call.vault_url))
 
 
 def deleted_key_get(call: Call, name: str) -> tuple[int, Payload]:
@@ -542,78 +543,85 @@ def rotation_policy_set(call: Call, name: str) -> tuple[int, Payload]:
 
 
 # --- paging ----------------------------------------------------------------------------------
+#
+# A page request is read before the service is called: a refused one must not be recorded
+# as a listing that succeeded.
 
 
-def _page_size(call: Call) -> int:
+@dataclass(frozen=True)
+class Page:
+    call: Call
+    path: str
+    size: int
+    # Where the previous page ended: from an opaque base64url token of our own making.
+    after: list[str] | None
+
+    def next_link(self, position: list[str]) -> str:
+        token = crypto.b64url_encode(json.dumps(position).encode())
+        return (
+            f"{self.call.vault_url}/{self.path}?api-version={quote(self.call.api_version)}"
+            f"&$skiptoken={token}&maxresults={self.size}"
+        )
+
+
+def _page(call: Call, path: str) -> Page:
     text = call.request.GET.get("maxresults")
-    if text is None:
-        return MAX_PAGE_SIZE
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE_SIZE:
+    if text is not None and (not text.isdigit() or not 1 <= int(text) <= MAX_PAGE_SIZE):
         raise BadParameter(f"maxresults must be a whole number from 1 to {MAX_PAGE_SIZE}.")
-    return int(text)
-
-
-def _skip_token(call: Call) -> list[Any] | None:
-    """Where the previous page ended: an opaque base64url token of our own making."""
-    text = call.request.GET.get("$skiptoken")
-    if not text:
-        return None
+    size = int(text) if text is not None else MAX_PAGE_SIZE
+    token = call.request.GET.get("$skiptoken")
+    if not token:
+        return Page(call, path, size, None)
+    refused = BadParameter("The $skiptoken is not one this endpoint issued.")
     try:
-        position = json.loads(crypto.b64url_decode(text))
+        after = json.loads(crypto.b64url_decode(token))
     except (BadParameter, ValueError):
-        raise BadParameter("The $skiptoken is not one this endpoint issued.") from None
-    if not isinstance(position, list) or not all(isinstance(part, str) for part in position):
-        raise BadParameter("The $skiptoken is not one this endpoint issued.")
-    return position
-
-
-def _next_link(call: Call, path: str, position: list[str], size: int) -> str:
-    token = crypto.b64url_encode(json.dumps(position).encode())
-    return (
-        f"{call.vault_url}/{path}?api-version={quote(call.api_version)}"
-        f"&$skiptoken={token}&maxresults={size}"
-    )
+        raise refused from None
+    if not isinstance(after, list) or not all(isinstance(part, str) for part in after):
+        raise refused
+    if path.endswith("/versions"):
+        if len(after) != 2:
+            raise refused
+        try:
+            datetime.fromisoformat(after[0])
+        except ValueError:
+            raise refused from None
+    elif len(after) != 1:
+        raise refused
+    return Page(call, path, size, after)
 
 
 def _key_page(
-    call: Call, keys: QuerySet[Key], path: str, item: Callable[[Key], dict[str, Any]]
+    page: Page, keys: QuerySet[Key], item: Callable[[Key], dict[str, Any]]
 ) -> dict[str, Any]:
     """A page of keys by (case-insensitive) name, after the skip token's name."""
-    size, position = _page_size(call), _skip_token(call)
     keys = keys.alias(name_lower=Lower("name"))
-    if position:
-        keys = keys.filter(name_lower__gt=position[0])
-    rows = list(keys[: size + 1])
-    more = len(rows) > size
-    rows = rows[:size]
+    if page.after:
+        keys = keys.filter(name_lower__gt=page.after[0])
+    rows = list(keys[: page.size + 1])
+    more = len(rows) > page.size
+    rows = rows[: page.size]
     return {
         "value": [item(key) for key in rows],
-        "nextLink": _next_link(call, path, [rows[-1].name.lower()], size) if more else None,
+        "nextLink": page.next_link([rows[-1].name.lower()]) if more else None,
     }
 
 
-def _version_page(call: Call, versions: QuerySet[KeyVersion], path: str) -> dict[str, Any]:
+def _version_page(page: Page, versions: QuerySet[KeyVersion]) -> dict[str, Any]:
     """A page of versions, oldest first, after the skip token's (created, version)."""
-    size, position = _page_size(call), _skip_token(call)
     versions = versions.order_by("created_at", "version")
-    if position:
-        if len(position) != 2:
-            raise BadParameter("The $skiptoken is not one this endpoint issued.")
-        try:
-            created = datetime.fromisoformat(position[0])
-        except ValueError:
-            raise BadParameter("The $skiptoken is not one this endpoint issued.") from None
+    if page.after:
+        created = datetime.fromisoformat(page.after[0])
         versions = versions.filter(
-            Q(created_at__gt=created) | Q(created_at=created, version__gt=position[1])
+            Q(created_at__gt=created) | Q(created_at=created, version__gt=page.after[1])
         )
-    rows = list(versions[: size + 1])
-    more = len(rows) > size
-    rows = rows[:size]
-    last = rows[-1] if rows else None
+    rows = list(versions[: page.size + 1])
+    more = len(rows) > page.size
+    rows = rows[: page.size]
     return {
-        "value": [shapes.version_item(version, call.vault_url) for version in rows],
-        "nextLink": _next_link(call, path, [last.created_at.isoformat(), last.version], size)
-        if more and last
+        "value": [shapes.version_item(version, page.call.vault_url) for version in rows],
+        "nextLink": page.next_link([rows[-1].created_at.isoformat(), rows[-1].version])
+        if more
         else None,
     }
 

@@ -23,7 +23,8 @@ from tests.factories import (
     VaultFactory,
 )
 from tests.live import SUFFIX, LiveDeployment, live_deployment, vault_hosts_resolve_locally
-from vaults.models import Vault
+from tests.sdk import Sdk
+from vaults.models import ActivityEntry, Face, Vault
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -126,3 +127,24 @@ def _forget_verified_tokens() -> Iterator[None]:
     verified_tokens.clear()
     yield
     verified_tokens.clear()
+
+
+@pytest.fixture
+def sdk(deployment: LiveDeployment, system: User) -> Sdk:
+    return Sdk(deployment, system)
+
+
+@pytest.fixture
+def one_entry_per_request(deployment: LiveDeployment, transactional_db: None) -> Iterator[None]:
+    """Every vault endpoint and token request of a test is one activity entry."""
+    mark = deployment.log.mark()
+    first = (ActivityEntry.objects.order_by("-seq").values_list("seq", flat=True).first() or 0) + 1
+    yield
+    served = [
+        request
+        for request in deployment.log.since(mark)
+        if request[0].split(":")[0].endswith("." + SUFFIX)
+        or request[2].endswith(("/oauth2/v2.0/token", "/msi/token"))
+    ]
+    entries = ActivityEntry.objects.filter(seq__gte=first, face=Face.API).count()
+    assert entries == len(served)

@@ -310,9 +310,12 @@ def _forget() -> None:
         cache.clear()
 
 
+_INACTIVE = -1
+
+
 def _grants(actor: User, chain: list[Model]) -> list[set[str]]:
     """The permission codenames `actor` holds, directly or through groups, on each object of
-    `chain`, in one query."""
+    `chain`, in one query; none at all if the principal has been disabled meanwhile."""
     cache = _cache.get()
     cache_key = (actor.pk, *((type(item), item.pk) for item in chain))
     if cache is not None and cache_key in cache:
@@ -324,8 +327,12 @@ def _grants(actor: User, chain: list[Model]) -> list[set[str]]:
         params[f"object{level}"] = item.pk
     with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
         cursor.execute(_grants_sql(tuple(type(item) for item in chain)), params)
-        for level, codename in cursor.fetchall():
-            held[level].add(codename)
+        rows = cursor.fetchall()
+    if any(level == _INACTIVE for level, _ in rows):
+        # Disabled since the caller's token (or session) was checked: it holds nothing.
+        rows = []
+    for level, codename in rows:
+        held[level].add(codename)
     if cache is not None:
         cache[cache_key] = held
     return held
@@ -353,6 +360,13 @@ def _grants_sql(models: tuple[type[Model], ...]) -> str:
             f"WHERE g.content_object_id = %(object{level})s AND g.group_id IN "
             f"(SELECT m.group_id FROM {quote(memberships.db_table)} m WHERE m.user_id = %(actor)s)"
         )
+    # The principal's own row says whether it is still enabled, in the same query: the vault
+    # endpoint trusts a token it verified once, and must still refuse a principal disabled
+    # since (an application disabled in the directory).
+    parts.append(
+        f"SELECT {_INACTIVE}, '' FROM {quote(User._meta.db_table)} u "  # noqa: S608
+        "WHERE u.id = %(actor)s AND NOT u.is_active"
+    )
     return " UNION ALL ".join(parts)
 
 

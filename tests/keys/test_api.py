@@ -8,7 +8,7 @@ operation forced to the server; the request log shows which requests reached it.
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,62 +42,10 @@ from tests.live import SUFFIX, LiveDeployment
 from tests.sdk import RegisteredApp, Sdk
 from vaults.models import ActivityEntry, Face, Vault
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-# --- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def sdk(deployment: LiveDeployment, system: User) -> Sdk:
-    return Sdk(deployment, system)
-
-
-@pytest.fixture(autouse=True)
-def _one_entry_per_request(deployment: LiveDeployment, transactional_db: None) -> Iterator[None]:
-    """Every vault endpoint and token request of a test is one activity entry."""
-    mark = deployment.log.mark()
-    first = (ActivityEntry.objects.order_by("-seq").values_list("seq", flat=True).first() or 0) + 1
-    yield
-    served = [
-        request
-        for request in deployment.log.since(mark)
-        if request[0].split(":")[0].endswith("." + SUFFIX)
-        or request[2].endswith(("/oauth2/v2.0/token", "/msi/token"))
-    ]
-    entries = ActivityEntry.objects.filter(seq__gte=first, face=Face.API).count()
-    assert entries == len(served)
-
-
-@pytest.fixture
-def officer(sdk: Sdk, vault: Vault) -> RegisteredApp:
-    return sdk.app("Key Vault Crypto Officer", vault=vault)
-
-
-@pytest.fixture
-def keys(sdk: Sdk, vault: Vault, officer: RegisteredApp) -> KeyClient:
-    return sdk.keys(vault.name, sdk.credential(officer))
-
-
-@pytest.fixture
-def remote(sdk: Sdk, officer: RegisteredApp) -> Callable[[KeyVaultKey], CryptographyClient]:
-    """A CryptographyClient that sends every operation to the server."""
-    credential = sdk.credential(officer)
-
-    def make(key: KeyVaultKey) -> CryptographyClient:
-        client = sdk.crypto(key.id, credential)
-        # The SDK's own switch for a caller without keys/get: no local provider at all.
-        client._keys_get_forbidden = True
-        return client
-
-    return make
-
-
-@pytest.fixture
-def mixed(sdk: Sdk, officer: RegisteredApp) -> Callable[[KeyVaultKey], CryptographyClient]:
-    """A CryptographyClient in its usual mode: public-key operations run locally."""
-    credential = sdk.credential(officer)
-    return lambda key: sdk.crypto(key, credential)
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("one_entry_per_request"),
+]
 
 
 def error_code(error: HttpResponseError) -> str:

@@ -1,0 +1,41 @@
+"""Fixtures for the vault endpoint tests: the live deployment seen through the Azure SDK."""
+
+from collections.abc import Callable
+
+import pytest
+from azure.keyvault.keys import KeyClient, KeyVaultKey
+from azure.keyvault.keys.crypto import CryptographyClient
+
+from tests.sdk import RegisteredApp, Sdk
+from vaults.models import Vault
+
+
+@pytest.fixture
+def officer(sdk: Sdk, vault: Vault) -> RegisteredApp:
+    return sdk.app("Key Vault Crypto Officer", vault=vault)
+
+
+@pytest.fixture
+def keys(sdk: Sdk, vault: Vault, officer: RegisteredApp) -> KeyClient:
+    return sdk.keys(vault.name, sdk.credential(officer))
+
+
+@pytest.fixture
+def remote(sdk: Sdk, officer: RegisteredApp) -> Callable[[KeyVaultKey], CryptographyClient]:
+    """A CryptographyClient that sends every operation to the server."""
+    credential = sdk.credential(officer)
+
+    def make(key: KeyVaultKey) -> CryptographyClient:
+        client = sdk.crypto(key.id, credential)
+        # The SDK's own switch for a caller without keys/get: no local provider at all.
+        client._keys_get_forbidden = True
+        return client
+
+    return make
+
+
+@pytest.fixture
+def mixed(sdk: Sdk, officer: RegisteredApp) -> Callable[[KeyVaultKey], CryptographyClient]:
+    """A CryptographyClient in its usual mode: public-key operations run locally."""
+    credential = sdk.credential(officer)
+    return lambda key: sdk.crypto(key, credential)
