@@ -5,9 +5,11 @@ against our authority, and KeyClient / CryptographyClient against a vault URL, t
 deployment's CA and nothing else.
 """
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
+from azure.core.credentials import AccessToken
 from azure.identity import CertificateCredential, ClientSecretCredential
 from azure.keyvault.keys import KeyClient, KeyVaultKey
 from azure.keyvault.keys.crypto import CryptographyClient
@@ -31,6 +33,16 @@ class RegisteredApp:
     @property
     def principal(self) -> User:
         return self.application.user
+
+
+class FixedToken:
+    """A credential that hands the SDK the token it was given, whatever it is."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        return AccessToken(self.token, int(time.time()) + 3600)
 
 
 class Sdk:

@@ -15,7 +15,6 @@ from typing import Any
 
 import jwt
 import pytest
-from azure.core.credentials import AccessToken
 from azure.core.exceptions import (
     ClientAuthenticationError,
     HttpResponseError,
@@ -32,7 +31,7 @@ from django.conf import settings
 from accounts import tokens
 from keys.models import Key, KeyRotationPolicy, KeyVersion
 from tests.factories import VaultFactory
-from tests.sdk import RegisteredApp, Sdk
+from tests.sdk import FixedToken, RegisteredApp, Sdk
 from vaults import services as vault_services
 from vaults.models import ActivityEntry, Vault
 
@@ -40,16 +39,6 @@ pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("one_entry_per_request"),
 ]
-
-
-class FixedToken:
-    """A credential that hands the SDK the token it was given, whatever it is."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken(self.token, int(time.time()) + 3600)
 
 
 def state() -> list[Any]:
