@@ -319,6 +319,24 @@ def key_backup(estate: Estate) -> None:
     assert key_services.key_backup(**_key(estate))
 
 
+def key_rotation_policy_get(estate: Estate) -> None:
+    shown = key_services.key_rotation_policy_get(**_key(estate))
+    assert [action.action for action in shown.policy.actions] == ["Notify"]
+
+
+def key_rotation_policy_set(estate: Estate) -> None:
+    shown = key_services.key_rotation_policy_set(
+        **_key(estate),
+        lifetime_actions=[{"trigger": {"timeAfterCreate": "P30D"}, "action": {"type": "Rotate"}}],
+        expiry_time="P90D",
+    )
+    assert shown.policy.expiry_time == "P90D"
+
+
+def random_bytes(estate: Estate) -> None:
+    assert len(key_services.random_bytes(actor=estate.actor, vault_name=VAULT_NAME, count=16)) == 16
+
+
 def key_restore(estate: Estate) -> None:
     restored = key_services.key_restore(
         actor=estate.actor, vault_name=VAULT_NAME, blob=estate.backups.restorable
@@ -490,6 +508,10 @@ USES_KEYS = MANAGES_KEYS | {CRYPTO_USER}
 WRAPS_KEYS = USES_KEYS | {ENCRYPTION_USER}
 # The Release User holds only keys/release/action, which no service here performs: it may
 # do nothing at all.
+# Rotation policies (Microsoft.KeyVault/vaults/keyrotationpolicies/...): read by `*`, `*/read`
+# and the Crypto Officer's `keyrotationpolicies/*`; written by `*` and the Crypto Officer.
+READS_POLICIES = frozenset({ADMINISTRATOR, READER, CRYPTO_OFFICER})
+WRITES_POLICIES = frozenset({ADMINISTRATOR, CRYPTO_OFFICER})
 
 # Management actions.
 #   Reading vaults, deleted vaults and resource groups: `*` (Owner), `*/read` (User Access
@@ -683,6 +705,25 @@ OPERATIONS = (
     Op("key verify", "KeyVerify", key_verify, ON_TARGET, USES_KEYS, "verify"),
     Op("key wrap", "KeyWrap", key_wrap, ON_TARGET, WRAPS_KEYS, "wrapKey"),
     Op("key unwrap", "KeyUnwrap", key_unwrap, ON_TARGET, WRAPS_KEYS, "unwrapKey"),
+    Op(
+        "key rotation policy get",
+        "KeyRotationPolicyGet",
+        key_rotation_policy_get,
+        ON_TARGET,
+        READS_POLICIES,
+        "getrotationpolicy",
+    ),
+    Op(
+        "key rotation policy set",
+        "KeyRotationPolicySet",
+        key_rotation_policy_set,
+        ON_TARGET,
+        WRITES_POLICIES,
+        "setrotationpolicy",
+    ),
+    # Azure offers random bytes on Managed HSM only; here whoever may read the vault's keys
+    # (keys/read, or the access-policy get permission) may have them.
+    Op("random bytes", "GetRandomBytes", random_bytes, ON_VAULT, READS_KEYS, "get"),
     # Resource group and vault: management, decided by roles under either model.
     Op("resource group get", "ResourceGroupGet", resource_group_get, ON_GROUP, READS_VAULTS),
     Op(
