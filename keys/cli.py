@@ -82,6 +82,15 @@ def _register_keys(commands: Any) -> None:
     update.add_argument("--enabled", type=boolean)
     _attribute_options(update)
     _key_parser(commands, "rotate", _rotate, "Create a new version with fresh material.")
+    policies = group(commands, "rotation-policy", "Show or set a key's rotation policy.")
+    _key_parser(policies, "show", _policy_show, "Show a key's rotation policy.")
+    update_policy = _key_parser(policies, "update", _policy_update, "Set a key's rotation policy.")
+    update_policy.add_argument(
+        "--value",
+        required=True,
+        help="The policy as Azure's JSON (lifetimeActions, attributes.expiryTime): @FILE or "
+        "the JSON itself.",
+    )
     revert = _key_parser(
         commands, "revert", _revert, "Make a new current version from an earlier version."
     )
@@ -230,6 +239,39 @@ def _set_attributes(run: Invocation) -> Any:
             **changes,
         )
     )
+
+
+def _policy_show(run: Invocation) -> Any:
+    shown = services.key_rotation_policy_get(
+        actor=run.actor, vault_name=run.options.vault_name, name=run.options.name
+    )
+    return shapes.rotation_policy(shown, shown.key.vault.uri)
+
+
+def _policy_update(run: Invocation) -> Any:
+    value = run.options.value
+    if value.startswith("@"):
+        try:
+            value = Path(value[1:]).read_text()
+        except OSError as error:
+            raise BadParameter(f"Cannot read {value[1:]}: {error.strerror}.") from None
+    try:
+        policy = json.loads(value)
+    except ValueError:
+        raise BadParameter("--value is not valid JSON.") from None
+    if not isinstance(policy, dict):
+        raise BadParameter("--value must be a JSON object with lifetimeActions.")
+    attributes = policy.get("attributes") or {}
+    if not isinstance(attributes, dict):
+        raise BadParameter("attributes must be a JSON object (with expiryTime).")
+    shown = services.key_rotation_policy_set(
+        actor=run.actor,
+        vault_name=run.options.vault_name,
+        name=run.options.name,
+        lifetime_actions=policy.get("lifetimeActions"),
+        expiry_time=attributes.get("expiryTime"),
+    )
+    return shapes.rotation_policy(shown, shown.key.vault.uri)
 
 
 def _rotate(run: Invocation) -> Any:

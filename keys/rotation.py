@@ -69,10 +69,12 @@ def clean_policy(lifetime_actions: object, expiry_time: object, *, now: datetime
     for kind in (ROTATE, NOTIFY):
         if kinds.count(kind) > 1:
             raise BadParameter(f"A rotation policy may have at most one {kind} action.")
-    if NOTIFY not in kinds:
-        actions.append(DEFAULT_NOTIFY)
     for action in actions:
         _check_margins(action, expiry, now)
+    if NOTIFY not in kinds:
+        # Added as Azure adds it, even where it falls before the versions are made (an
+        # expiry shorter than 30 days): it then notifies as soon as a version exists.
+        actions.append(DEFAULT_NOTIFY)
     return Policy(tuple(actions), expiry)
 
 

@@ -8,9 +8,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from django.conf import settings
 from django.utils import timezone
 
 from accounts import shapes
+from accounts.models import WorkloadIdentity
 from kvconsole.cli import Invocation, boolean, group, leaf, moment
 from kvconsole.errors import BadParameter
 
@@ -26,6 +28,9 @@ def register(commands: Any) -> None:
     _register_apps(apps)
     _register_credentials(group(apps, "credential", "Manage an application's credentials."))
     _register_certificates(group(apps, "cert", "Manage an application's certificates."))
+    _register_identities(
+        group(apps, "identity", "Bind workloads to an application (managed identities).")
+    )
 
 
 def _app_id(parser: argparse.ArgumentParser) -> None:
@@ -86,6 +91,58 @@ def _register_certificates(commands: Any) -> None:
         "--cert", required=True, help="A PEM or DER certificate file (PATH or @PATH)."
     )
     upload.add_argument("--display-name", default="", help="A description of the certificate.")
+
+
+def _register_identities(commands: Any) -> None:
+    add = leaf(
+        commands,
+        "add",
+        _identity_add,
+        "Bind a workload to the application; prints its IDENTITY_ENDPOINT and IDENTITY_HEADER "
+        "once.",
+    )
+    _app_id(add)
+    add.add_argument("--display-name", default="", help="Which workload this is.")
+    listing = leaf(commands, "list", _identity_list, "List the workloads bound to an application.")
+    _app_id(listing)
+    delete = leaf(commands, "delete", _identity_delete, "Unbind a workload.")
+    _app_id(delete)
+    delete.add_argument("--key-id", required=True, help="The workload identity's keyId.")
+
+
+def _identity(identity: WorkloadIdentity) -> dict[str, Any]:
+    return {
+        "keyId": str(identity.key_id),
+        "displayName": identity.description or None,
+        "hint": identity.hint,
+        "createdDateTime": identity.created_at.isoformat(),
+    }
+
+
+def _identity_add(run: Invocation) -> Any:
+    issued = services.workload_identity_add(
+        actor=run.actor, client_id=run.options.app_id, description=run.options.display_name
+    )
+    return {
+        **_identity(issued.identity),
+        "identityEndpoint": f"https://{settings.KVCONSOLE_CONSOLE_HOST}/msi/token",
+        "identityHeader": issued.secret,
+    }
+
+
+def _identity_list(run: Invocation) -> Any:
+    return [
+        _identity(identity)
+        for identity in services.workload_identity_list(
+            actor=run.actor, client_id=run.options.app_id
+        )
+    ]
+
+
+def _identity_delete(run: Invocation) -> Any:
+    services.workload_identity_delete(
+        actor=run.actor, client_id=run.options.app_id, key_id=run.options.key_id
+    )
 
 
 def _create(run: Invocation) -> Any:
