@@ -1,9 +1,12 @@
 """`manage.py demo`: demo data that can be loaded again and again."""
 
+import ipaddress
+import json
 from io import StringIO
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 from django.core.management import call_command
 
 from accounts.models import Application, User
@@ -91,3 +94,56 @@ def test_demo_takes_the_admin_password_from_the_environment(var_dir: Path, monke
     demo()
     assert User.objects.get(username="admin").check_password("from-the-environment")
     assert not (var_dir / "admin-password").exists()
+
+
+@pytest.mark.django_db
+def test_demo_writes_tls_files_and_the_connection_file(var_dir: Path, settings) -> None:
+    output = demo()
+    tls = var_dir / "tls"
+    assert {path.name for path in tls.iterdir()} >= {"ca.pem", "server.pem", "server-key.pem"}
+    assert (tls / "ca-key.pem").stat().st_mode & 0o777 == 0o600
+    assert (tls / "server-key.pem").stat().st_mode & 0o777 == 0o600
+    certificate = x509.load_pem_x509_certificate((tls / "server.pem").read_bytes())
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert {"localhost", f"*.{settings.KVCONSOLE_VAULT_HOST_SUFFIX}"} <= set(
+        names.get_values_for_type(x509.DNSName)
+    )
+    assert ipaddress.ip_address("127.0.0.1") in names.get_values_for_type(x509.IPAddress)
+    connection_file = var_dir / "dev-connection.json"
+    assert connection_file.stat().st_mode & 0o777 == 0o600
+    connection = json.loads(connection_file.read_text())
+    port = settings.KVCONSOLE_VAULT_PORT
+    assert connection["vault_url"] == f"https://127.0.0.1:{port}"
+    assert connection["authority"] == f"https://{settings.KVCONSOLE_CONSOLE_HOST}"
+    assert connection["tenant"] == settings.KVCONSOLE_TENANT_ID
+    assert connection["ca_file"] == str(tls / "ca.pem")
+    for value in (connection["client_secret"], connection["client_id"], str(tls / "ca.pem")):
+        assert value in output
+    application = Application.objects.get(client_id=connection["client_id"])
+    assert (
+        vault_services.application_sign_in(
+            client_id=connection["client_id"], secret=connection["client_secret"]
+        )
+        == application.user
+    )
+    vault = Vault.objects.get(name="demo-vault")
+    assert [alias.host for alias in vault.host_aliases.all()] == [f"127.0.0.1:{port}"]
+
+
+@pytest.mark.django_db
+def test_demo_keeps_a_working_secret_and_replaces_a_revoked_one(var_dir: Path) -> None:
+    first = json.loads((demo(), (var_dir / "dev-connection.json").read_text())[1])
+    again = json.loads((demo(), (var_dir / "dev-connection.json").read_text())[1])
+    assert again["client_secret"] == first["client_secret"]
+    system = User.objects.get(username="system:demo")
+    listed = vault_services.application_credential_list(actor=system, client_id=first["client_id"])
+    vault_services.application_credential_delete(
+        actor=system, client_id=first["client_id"], key_id=str(listed.secrets[0].key_id)
+    )
+    renewed = json.loads((demo(), (var_dir / "dev-connection.json").read_text())[1])
+    assert renewed["client_secret"] != first["client_secret"]
+    assert vault_services.application_sign_in(
+        client_id=renewed["client_id"], secret=renewed["client_secret"]
+    )
+    # The certificate is kept: clients that trust the CA keep trusting the server.
+    assert renewed["ca_file"] == first["ca_file"]

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from django.utils import timezone
 
-from accounts.models import Application, ClientSecret, User
+from accounts import tokens
+from accounts.models import Application, ClientSecret, User, WorkloadIdentity
 from kvconsole.errors import Unauthorized
 from tests.accounts.certificates import der, key_body, make_certificate, pem, private_pem
 from tests.cli import kv, kv_fails
@@ -232,3 +233,34 @@ def test_the_database_file_never_holds_a_secret_value(deployment: dict[str, str]
     for password in passwords:
         assert password.encode() not in stored
         assert password not in listed.stdout + activity.stdout
+
+
+def test_identity_add_prints_the_workload_environment_once(app_id: str) -> None:
+    added = kv("ad", "app", "identity", "add", "--id", app_id, "--display-name", "billing worker")
+    assert added["identityEndpoint"].endswith("/msi/token")
+    secret = added["identityHeader"]
+    assert len(secret) == 43 and added["hint"] == secret[:3]
+    stored = WorkloadIdentity.objects.get(key_id=added["keyId"])
+    assert stored.secret_hash == hashlib.sha256(secret.encode()).hexdigest()
+    listed = kv("ad", "app", "identity", "list", "--id", app_id)
+    assert listed == [
+        {
+            "keyId": added["keyId"],
+            "displayName": "billing worker",
+            "hint": secret[:3],
+            "createdDateTime": added["createdDateTime"],
+        }
+    ]
+    assert secret not in json.dumps(listed)
+    issued, application = services.managed_identity_token_issue(
+        api_version="2019-08-01", identity_secret=secret, resource=tokens.vault_resource()
+    )
+    assert str(application.client_id) == app_id and issued.access_token
+    kv("ad", "app", "identity", "delete", "--id", app_id, "--key-id", added["keyId"])
+    assert kv("ad", "app", "identity", "list", "--id", app_id) == []
+    with pytest.raises(Unauthorized):
+        services.managed_identity_token_issue(
+            api_version="2019-08-01", identity_secret=secret, resource=tokens.vault_resource()
+        )
+    error = kv_fails("ad", "app", "identity", "delete", "--id", app_id, "--key-id", added["keyId"])
+    assert "CredentialNotFound" in str(error)

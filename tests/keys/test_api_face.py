@@ -1,0 +1,112 @@
+"""The vault endpoint as a face, through Django's test client: what it costs per request,
+the headers it sends, how it answers what the SDKs send that Python's does not, and a
+failure it did not expect."""
+
+import json
+from typing import Any
+
+import pytest
+from django.test import Client
+
+from accounts import tokens
+from accounts.models import Application, User
+from keys import services as key_services
+from keys.models import KeyVersion
+from vaults import services as vault_services
+from vaults.models import ActivityEntry, Vault
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def caller(system: User, vault: Vault) -> Application:
+    application = vault_services.application_create(actor=system, display_name="face-test")
+    vault_services.role_assignment_create(
+        actor=system,
+        assignee=str(application.client_id),
+        role="Key Vault Crypto Officer",
+        scope=f"/resourceGroups/{vault.resource_group.name}/providers/Microsoft.KeyVault/vaults/{vault.name}",
+    )
+    return application
+
+
+@pytest.fixture
+def call(client: Client, vault: Vault, caller: Application) -> Any:
+    token = tokens.issue_access_token(caller, audience=tokens.vault_resource()).access_token
+
+    def send(method: str, path: str, body: object = None, **headers: str) -> Any:
+        return client.generic(
+            method,
+            path,
+            data=json.dumps(body) if body is not None else b"",
+            content_type="application/json",
+            HTTP_HOST=f"{vault.name}.vault.localhost:8443",
+            HTTP_AUTHORIZATION=f"Bearer {token}",
+            **headers,
+        )
+
+    return send
+
+
+def test_a_request_with_a_known_token_costs_three_queries(
+    call: Any, make_key: Any, django_assert_num_queries: Any
+) -> None:
+    make_key("signer", kty="EC")
+    body = {"alg": "ES256", "value": "A" * 43}
+    assert call("POST", "/keys/signer//sign?api-version=7.5", body).status_code == 200
+    # The key's lookup, the caller's grants (and enabled state), the activity entry: the
+    # token is neither verified nor its principal loaded again.
+    with django_assert_num_queries(3):
+        assert call("POST", "/keys/signer//sign?api-version=7.5", body).status_code == 200
+
+
+def test_headers_tie_the_answer_to_its_activity_entry(call: Any, make_key: Any) -> None:
+    make_key("k", kty="EC")
+    response = call("GET", "/keys/k/?api-version=7.6", HTTP_X_MS_CLIENT_REQUEST_ID="req-1")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json; charset=utf-8"
+    assert response["Cache-Control"] == "no-cache"
+    assert response["x-ms-client-request-id"] == "req-1"
+    entry = ActivityEntry.objects.order_by("-seq").first()
+    assert entry is not None
+    assert entry.request_id == response["x-ms-request-id"] and entry.correlation_id == "req-1"
+
+
+def test_the_javascript_sdks_encoded_query_name_is_understood(call: Any, make_key: Any) -> None:
+    make_key("k", kty="EC")
+    assert call("GET", "/keys/k/?api%2Dversion=2025-07-01").status_code == 200
+
+
+def test_empty_attributes_change_nothing(call: Any, make_key: Any) -> None:
+    version = make_key("k", kty="EC", enabled=False)
+    response = call("PATCH", "/keys/k/?api-version=7.5", {"attributes": {}, "tags": {"a": "b"}})
+    assert response.status_code == 200
+    stored = KeyVersion.objects.get(pk=version.pk)
+    assert (stored.enabled, stored.tags) == (False, {"a": "b"})
+
+
+def test_a_method_a_path_does_not_have_is_recorded(call: Any) -> None:
+    response = call("DELETE", "/keys/k/create?api-version=7.5")
+    assert response.status_code == 404 and response.json()["error"]["code"] == "NotFound"
+    entry = ActivityEntry.objects.order_by("-seq").first()
+    assert entry is not None and (entry.operation, entry.result) == (
+        "UnsupportedRequest",
+        "NotFound",
+    )
+
+
+def test_an_unexpected_failure_is_a_500_that_says_nothing_of_itself(
+    call: Any, make_key: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_key("k", kty="EC")
+
+    def broken(**kwargs: object) -> None:
+        raise RuntimeError("secret detail from deep inside")
+
+    monkeypatch.setattr(key_services, "key_get", broken)
+    response = call("GET", "/keys/k/?api-version=7.5")
+    assert response.status_code == 500
+    assert "secret detail" not in response.content.decode()
+    assert response.json()["error"]["code"] == "InternalError"
+    entry = ActivityEntry.objects.order_by("-seq").first()
+    assert entry is not None and (entry.operation, entry.result) == ("KeyGet", "Failure")
