@@ -40,9 +40,11 @@ def call(client: Client, vault: Vault, caller: Application) -> Any:
             path,
             data=json.dumps(body) if body is not None else b"",
             content_type="application/json",
-            HTTP_HOST=f"{vault.name}.vault.localhost:8443",
-            HTTP_AUTHORIZATION=f"Bearer {token}",
-            **headers,
+            headers={
+                "host": f"{vault.name}.vault.localhost:8443",
+                "authorization": f"Bearer {token}",
+                **headers,
+            },
         )
 
     return send
@@ -62,7 +64,7 @@ def test_a_request_with_a_known_token_costs_three_queries(
 
 def test_headers_tie_the_answer_to_its_activity_entry(call: Any, make_key: Any) -> None:
     make_key("k", kty="EC")
-    response = call("GET", "/keys/k/?api-version=7.6", HTTP_X_MS_CLIENT_REQUEST_ID="req-1")
+    response = call("GET", "/keys/k/?api-version=7.6", **{"x-ms-client-request-id": "req-1"})
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json; charset=utf-8"
     assert response["Cache-Control"] == "no-cache"
