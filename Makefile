@@ -41,7 +41,14 @@ lint: $(VENV)/.installed
 	$(PY) -m mypy .
 	$(PY) manage.py makemigrations --check --dry-run
 
-test: lint
+# The JavaScript SDK the vault endpoint is tested with (tests/js), pinned by its lock file.
+JS_SDK := tests/js/node_modules/.package-lock.json
+$(JS_SDK): tests/js/package.json tests/js/package-lock.json
+	@command -v npm >/dev/null || { echo "The tests need Node.js 20 and npm (Debian: apt-get install nodejs npm)." >&2; exit 1; }
+	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test: lint $(JS_SDK)
 	$(PY) -m pytest
 
 # Benchmarks use a database file (WAL mode), as a deployment does, not an in-memory one.

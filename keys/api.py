@@ -88,7 +88,9 @@ def route(**methods: tuple[Operation, View]) -> Route:
 def serve(request: HttpRequest, vault_name: str) -> HttpResponse:
     """Answer one vault endpoint request for `vault_name`."""
     request_id = str(uuid.uuid4())
-    client_request_id = request.headers.get("x-ms-client-request-id", "")
+    # From META, not request.headers: that one is built from every key of the WSGI
+    # environment, which granian fills with the whole process environment.
+    client_request_id = request.META.get("HTTP_X_MS_CLIENT_REQUEST_ID", "")
     api_version = request.GET.get("api-version", "")
     with (
         activity.request_context(
@@ -123,7 +125,7 @@ def _answer(request: HttpRequest, vault_name: str, api_version: str) -> tuple[in
     """(status, body, whether to send the bearer challenge)."""
     operation, view, kwargs = _route(request)
     target = _target(vault_name, kwargs)
-    actor = vault_services.anonymous_caller()
+    actor: User | None = None
     try:
         actor = _authenticated(request)
         if view is None:
@@ -153,11 +155,16 @@ def _answer(request: HttpRequest, vault_name: str, api_version: str) -> tuple[in
 
 
 def _record_unless_recorded(
-    actor: User, operation: Operation, error: ServiceError, vault_name: str, target: str
+    actor: User | None, operation: Operation, error: ServiceError, vault_name: str, target: str
 ) -> None:
+    """Record a refusal no service recorded; `actor` is None before the caller is known."""
     if not activity.written_in_request():
         vault_services.request_refuse(
-            actor=actor, operation=operation, error=error, vault_name=vault_name, target=target
+            actor=actor or vault_services.anonymous_caller(),
+            operation=operation,
+            error=error,
+            vault_name=vault_name,
+            target=target,
         )
 
 

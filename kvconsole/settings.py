@@ -112,6 +112,9 @@ DATABASES = {
             ),
         },
         "TEST": {"NAME": os.environ.get("KVCONSOLE_TEST_SQLITE_PATH")},
+        # Kept open across requests: opening one (its PRAGMAs, reading the schema) costs
+        # more than a key operation.
+        "CONN_MAX_AGE": None,
     }
 }
 
