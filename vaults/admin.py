@@ -10,7 +10,7 @@ from kvconsole.admin import CappedCountPaginator, InspectionAdmin
 # The admin discovers only `admin` modules; importing the Application pages here is what
 # registers them, once.
 from . import directory_admin  # noqa: F401
-from .models import ActivityEntry, ResourceGroup, RoleAssignment, Vault
+from .models import ActivityEntry, ResourceGroup, Result, RoleAssignment, Vault
 
 
 @admin.register(ResourceGroup)
@@ -70,6 +70,20 @@ class VaultNameFilter(admin.SimpleListFilter):
         return queryset.filter(vault_name=self.value()) if self.value() else queryset
 
 
+class ResultFilter(admin.SimpleListFilter):
+    """By result, through the query that can use the failures' partial index."""
+
+    title = "result"
+    parameter_name = "result__exact"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return list(Result.choices)
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        return queryset.with_result(value) if value else queryset  # type: ignore[attr-defined]
+
+
 @admin.register(ActivityEntry)
 class ActivityEntryAdmin(InspectionAdmin):
     list_display = (
@@ -84,7 +98,7 @@ class ActivityEntryAdmin(InspectionAdmin):
         "face",
         "client_ip",
     )
-    list_filter = (VaultNameFilter, "operation", "result", "face", "time")
+    list_filter = (VaultNameFilter, "operation", ResultFilter, "face", "time")
     search_fields = ("actor_name", "target")
     search_help_text = "A principal's exact user name, or the start of a target path."
     ordering = ("-seq",)

@@ -3,6 +3,7 @@
 import threading
 import time
 from datetime import datetime
+from typing import cast
 
 from django.conf import settings
 from django.db.models import QuerySet
@@ -10,7 +11,7 @@ from django.db.models import QuerySet
 from accounts.models import User
 
 from .activity import ChainReport, verify_chain
-from .models import ActivityEntry, ResourceGroup, Vault, VaultHostAlias
+from .models import ActivityEntry, ActivityQuerySet, ResourceGroup, Vault, VaultHostAlias
 from .permissions import DEPLOYMENT, Action, authorize, readable_activity, visible
 
 
@@ -47,13 +48,13 @@ def activity_list(
     filters = {
         "vault_name": vault.lower() if vault else None,
         "operation": operation,
-        "result": result,
         "face": face,
         "actor_name": actor_name,
         "time__gte": since,
         "time__lt": until,
     }
-    return entries.filter(**{name: value for name, value in filters.items() if value})
+    entries = entries.filter(**{name: value for name, value in filters.items() if value})
+    return cast(ActivityQuerySet, entries).with_result(result) if result else entries
 
 
 def activity_verify(*, actor: User, anchor: tuple[int, str] | None = None) -> ChainReport:
