@@ -53,6 +53,7 @@ test: lint $(JS_SDK)
 
 # Benchmarks use a database file (WAL mode), as a deployment does, not an in-memory one.
 bench: $(VENV)/.installed
+	@command -v wrk >/dev/null || { echo "The endpoint benchmark drives the server with wrk (Debian: apt-get install wrk)." >&2; exit 1; }
 	mkdir -p var
 	KVCONSOLE_TEST_SQLITE_PATH=$(CURDIR)/var/bench.sqlite3 \
 		$(PY) -m pytest tests/benchmarks -o addopts="-p no:cacheprovider" -q -s
