@@ -31,6 +31,13 @@ def register(commands: Any) -> None:
     _register_identities(
         group(apps, "identity", "Bind workloads to an application (managed identities).")
     )
+    token_key = group(commands, "token-key", "Manage the token service's signing key.")
+    leaf(
+        token_key,
+        "rotate",
+        _token_key_rotate,
+        "Make a new signing key; tokens signed by the previous one stay valid until they expire.",
+    )
 
 
 def _app_id(parser: argparse.ArgumentParser) -> None:
@@ -143,6 +150,11 @@ def _identity_delete(run: Invocation) -> Any:
     services.workload_identity_delete(
         actor=run.actor, client_id=run.options.app_id, key_id=run.options.key_id
     )
+
+
+def _token_key_rotate(run: Invocation) -> Any:
+    key = services.token_signing_key_rotate(actor=run.actor)
+    return {"kid": key.kid, "created": key.created}
 
 
 def _create(run: Invocation) -> Any:

@@ -321,6 +321,7 @@ class Operation(models.TextChoices):
     # A vault endpoint request for no operation the endpoint has (an unknown path or method).
     UNSUPPORTED_REQUEST = "UnsupportedRequest"
     MASTER_KEY_ROTATE = "MasterKeyRotate"
+    TOKEN_KEY_ROTATE = "TokenSigningKeyRotate"  # noqa: S105 (an operation name)
     ROLE_DEFINITION_LIST = "RoleDefinitionList"
     ROLE_ASSIGNMENT_CREATE = "RoleAssignmentCreate"
     ROLE_ASSIGNMENT_LIST = "RoleAssignmentList"

@@ -100,6 +100,7 @@ class Action(Enum):
     APPLICATION_DELETE = ("microsoft.directory/applications/delete", None, Plane.DIRECTORY)
     # Deployment-wide; Azure has no equivalent because Microsoft holds its master keys.
     MASTER_KEY_ROTATE = ("kvconsole/masterKeys/rotate/action",)
+    TOKEN_KEY_ROTATE = ("kvconsole/tokenSigningKeys/rotate/action",)
     ACTIVITY_READ = ("kvconsole/activity/read",)
 
     def __init__(self, azure_name: str, permission: str | None = None, plane: Plane | None = None):

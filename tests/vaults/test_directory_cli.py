@@ -264,3 +264,18 @@ def test_identity_add_prints_the_workload_environment_once(app_id: str) -> None:
         )
     error = kv_fails("ad", "app", "identity", "delete", "--id", app_id, "--key-id", added["keyId"])
     assert "CredentialNotFound" in str(error)
+
+
+def test_token_key_rotate_is_for_deployment_principals(db: None) -> None:
+    before = tokens.keyring.signing_key().kid
+    rotated = kv("token-key", "rotate")
+    assert rotated["kid"] != before and tokens.keyring.signing_key().kid == rotated["kid"]
+    assert [key.kid for key in tokens.keyring.current()] == [rotated["kid"], before]
+    UserFactory.create(username="bob")
+    assert "Forbidden" in str(kv_fails("token-key", "rotate", "--as", "bob"))
+    assert tokens.keyring.signing_key().kid == rotated["kid"]
+    entry = ActivityEntry.objects.order_by("-seq").first()
+    assert entry is not None and (entry.operation, entry.result) == (
+        "TokenSigningKeyRotate",
+        "Forbidden",
+    )

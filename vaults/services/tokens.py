@@ -32,7 +32,7 @@ from kvconsole.errors import BadParameter, NotFound, Unauthorized
 from .. import activity
 from ..activity import operation
 from ..models import Operation
-from ..permissions import Action
+from ..permissions import DEPLOYMENT, Action, authorize
 from .directory import (
     HINT_LENGTH,
     _authorized,
@@ -267,6 +267,15 @@ def _actor(application: Application | None, client_id: str) -> User:
     return User(  # type: ignore[misc]
         username=_client_id_text(client_id), kind=User.Kind.APPLICATION, oid=None
     )
+
+
+@operation(Operation.TOKEN_KEY_ROTATE)
+def token_signing_key_rotate(*, actor: User) -> tokens.SigningKey:
+    """A new token-signing key; tokens signed by the previous one stay valid until they
+    expire, and keys whose tokens have all expired are dropped."""
+    activity.describe(target="tokenSigningKeys")
+    authorize(actor, Action.TOKEN_KEY_ROTATE, DEPLOYMENT)
+    return tokens.rotate_signing_key()
 
 
 # --- managed identities ----------------------------------------------------------------------
