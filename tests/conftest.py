@@ -65,6 +65,13 @@ def fresh_keyring(tmp_path: Path, settings: Any) -> Path:
 
 
 @pytest.fixture
+def fresh_token_keys(tmp_path: Path, settings: Any) -> Path:
+    """A token-signing keyring of this test's own, for tests that rotate it."""
+    settings.KVCONSOLE_TOKEN_KEY_FILE = tmp_path / "token-signing-keys.json"
+    return settings.KVCONSOLE_TOKEN_KEY_FILE
+
+
+@pytest.fixture
 def system(db: None) -> User:
     """The system principal cron and the CLI run as."""
     return SystemPrincipalFactory.create()

@@ -79,6 +79,7 @@ def test_tokens_of_disabled_or_deleted_applications_are_refused_when_checked(
         tokens.principal_for(token)
 
 
+@pytest.mark.usefixtures("fresh_token_keys")
 def test_rotation_keeps_old_keys_until_their_tokens_have_expired(
     application: Application, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -266,6 +266,7 @@ def test_identity_add_prints_the_workload_environment_once(app_id: str) -> None:
     assert "CredentialNotFound" in str(error)
 
 
+@pytest.mark.usefixtures("fresh_token_keys")
 def test_token_key_rotate_is_for_deployment_principals(db: None) -> None:
     before = tokens.keyring.signing_key().kid
     rotated = kv("token-key", "rotate")

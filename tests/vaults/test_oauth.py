@@ -84,7 +84,7 @@ def test_discovery_names_the_endpoints_msal_needs(deployment: LiveDeployment) ->
     assert document["issuer"] == f"{deployment.authority}/{tenant}/v2.0"
     assert document["token_endpoint"] == f"{deployment.authority}/{tenant}/oauth2/v2.0/token"
     keys = requests.get(document["jwks_uri"], verify=deployment.ca_file, timeout=10).json()
-    assert [key["kid"] for key in keys["keys"]] == [tokens.keyring.signing_key().kid]
+    assert [key["kid"] for key in keys["keys"]] == [key.kid for key in tokens.keyring.current()]
     assert "d" not in keys["keys"][0] and keys["keys"][0]["kty"] == "RSA"
     unknown = requests.get(
         f"{deployment.authority}/not-our-tenant/v2.0/.well-known/openid-configuration",
@@ -277,6 +277,7 @@ def test_managed_identity_refusals(
     assert disabled.status_code == 400 and disabled.json()["error"] == "unauthorized_client"
 
 
+@pytest.mark.usefixtures("fresh_token_keys")
 def test_rotating_the_signing_key_keeps_issued_tokens_working(
     sdk: Sdk, vault: Vault, app: RegisteredApp, scope: str
 ) -> None:
