@@ -50,6 +50,10 @@ def authority() -> str:
     return f"https://{settings.KVCONSOLE_CONSOLE_HOST}/{settings.KVCONSOLE_TENANT_ID}"
 
 
+def is_our_tenant(tenant: str) -> bool:
+    return tenant.lower() == settings.KVCONSOLE_TENANT_ID.lower()
+
+
 def issuer() -> str:
     return f"{authority()}/v2.0"
 
@@ -121,9 +125,10 @@ class _Keyring:
 keyring = _Keyring()
 
 
-def rotate_signing_key() -> SigningKey:
-    """Make a new signing key; the previous one keeps verifying the tokens it signed, and
-    keys whose last token has expired are dropped."""
+def rotate_signing_key(*, drop_previous: bool = False) -> SigningKey:
+    """Make a new signing key; the previous one keeps verifying the tokens it signed (unless
+    `drop_previous`, for a key that leaked: its tokens are refused at once), and keys whose
+    last token has expired are dropped."""
     path = Path(settings.KVCONSOLE_TOKEN_KEY_FILE)
     with secretfiles.exclusive(path, "Another token-signing key rotation is running."):
         now = int(time.time())
@@ -131,8 +136,9 @@ def rotate_signing_key() -> SigningKey:
         previous = [
             SigningKey(key.kid, key.created, key.retired or now, key.private_key)
             for key in keyring.current()
-            if key.retired is None or key.retired > horizon
+            if not drop_previous and (key.retired is None or key.retired > horizon)
         ]
+
         new = _new_key()
         secretfiles.write_secret_file(path, _document([new, *previous]))
     return new
@@ -229,14 +235,15 @@ def issue_access_token(application: Application, *, audience: str) -> IssuedToke
 
 
 class _VerifiedTokens:
-    """Tokens already verified, with the principal each one names, until they expire."""
+    """Tokens already verified, with the principal each one names and the key that signed
+    it, until they expire."""
 
     def __init__(self, size: int) -> None:
         self._size = size
         self._lock = threading.Lock()
-        self._entries: OrderedDict[str, tuple[float, User]] = OrderedDict()
+        self._entries: OrderedDict[str, tuple[float, User, str]] = OrderedDict()
 
-    def get(self, token: str, now: float) -> User | None:
+    def get(self, token: str, now: float) -> tuple[User, str] | None:
         with self._lock:
             entry = self._entries.get(token)
             if entry is None:
@@ -245,11 +252,11 @@ class _VerifiedTokens:
                 del self._entries[token]
                 return None
             self._entries.move_to_end(token)
-            return entry[1]
+            return entry[1], entry[2]
 
-    def put(self, token: str, expires: float, principal: User) -> None:
+    def put(self, token: str, expires: float, principal: User, kid: str) -> None:
         with self._lock:
-            self._entries[token] = (expires, principal)
+            self._entries[token] = (expires, principal, kid)
             self._entries.move_to_end(token)
             while len(self._entries) > self._size:
                 self._entries.popitem(last=False)
@@ -267,9 +274,11 @@ def principal_for(token: str) -> User:
     be ours, for the vaults, current, and of an application that exists and is enabled."""
     now = time.time()
     known = verified_tokens.get(token, now)
-    if known is not None:
-        return known
-    claims = _verified_claims(token)
+    # Still signed by a key of the keyring: one dropped after a leak (by any process) ends
+    # the tokens it signed at once.
+    if known is not None and keyring.verification_key(known[1]) is not None:
+        return known[0]
+    claims, kid = _verified_claims(token)
     application = (
         Application.objects.select_related("user")
         .filter(user__oid=claims["sub"], user__kind=User.Kind.APPLICATION)
@@ -283,11 +292,11 @@ def principal_for(token: str) -> User:
         )
     principal = application.user
     principal.application = application
-    verified_tokens.put(token, float(claims["exp"]) + LEEWAY_SECONDS, principal)
+    verified_tokens.put(token, float(claims["exp"]) + LEEWAY_SECONDS, principal, kid)
     return principal
 
 
-def _verified_claims(token: str) -> dict[str, Any]:
+def _verified_claims(token: str) -> tuple[dict[str, Any], str]:
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError:
@@ -298,7 +307,7 @@ def _verified_claims(token: str) -> dict[str, Any]:
     if key is None:
         raise Unauthorized("The bearer token was not signed by this deployment's token service.")
     try:
-        return jwt.decode(
+        claims = jwt.decode(
             token,
             key.private_key.public_key(),
             algorithms=[ALGORITHM],
@@ -319,6 +328,17 @@ def _verified_claims(token: str) -> dict[str, Any]:
         raise Unauthorized(f"The access token was not issued by '{issuer()}'.") from None
     except jwt.InvalidTokenError:
         raise Unauthorized("The access token's signature or claims are invalid.") from None
+    # The token service never issues longer tokens, and a replaced key signs none after its
+    # replacement: a token that claims otherwise was not made by the token service (a key
+    # rotated because it leaked must not go on signing).
+    if (
+        float(claims["exp"]) - float(claims["iat"])
+        > settings.KVCONSOLE_TOKEN_LIFETIME_SECONDS + LEEWAY_SECONDS
+    ):
+        raise Unauthorized("The access token claims a longer life than this token service gives.")
+    if key.retired is not None and float(claims["iat"]) > key.retired + LEEWAY_SECONDS:
+        raise Unauthorized("The access token was signed by a key that had been replaced.")
+    return claims, key.kid
 
 
 # --- client assertions (certificate credentials) ---------------------------------------------
@@ -398,7 +418,9 @@ def verify_assertion(
             f"AADSTS700016: The client assertion's audience must be '{token_endpoint()}'.",
             code="invalid_client",
         ) from None
-    except jwt.InvalidTokenError:
+    except (jwt.InvalidTokenError, TypeError, ValueError):
+        # TypeError: a certificate whose key cannot make the assertion's algorithm (an EC
+        # certificate named by an RS256 assertion).
         raise Unauthorized(
             "AADSTS700027: Client assertion failed signature validation.", code="invalid_client"
         ) from None

@@ -26,7 +26,7 @@ from django.http import HttpRequest, HttpResponse
 
 from accounts import tokens
 from accounts.models import User
-from kvconsole.errors import BadParameter, ServiceError, Unauthorized
+from kvconsole.errors import BadParameter, NotFound, ServiceError, Unauthorized
 from kvconsole.middleware import client_ip
 from vaults import activity
 from vaults import services as vault_services
@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 API_VERSIONS = ("7.4", "7.5", "7.6", "2025-07-01")
 LATEST_API_VERSION = "2025-07-01"
 MAX_PAGE_SIZE = 25
+# 9999-12-31T23:59:59Z, the last moment a datetime holds.
+MAX_UNIX_SECONDS = 253402300799
 
 Payload = dict[str, Any] | None
 
@@ -50,10 +52,8 @@ class RequestTooLarge(BadParameter):
     code = "RequestBodyTooLarge"
 
 
-class UnsupportedRequest(ServiceError):
-    status = 404
-    code = "NotFound"
-    result = "NotFound"
+class UnsupportedRequest(NotFound):
+    """A path or method the vault endpoint does not have."""
 
 
 @dataclass(frozen=True)
@@ -224,8 +224,8 @@ def _body(request: HttpRequest) -> dict[str, Any]:
     if length == 0 or request.method not in ("POST", "PUT", "PATCH"):
         return {}
     try:
-        body = json.loads(request.body)
-    except (ValueError, UnicodeDecodeError):
+        body = json.loads(request.body, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise BadParameter("The request body is not valid JSON.") from None
     if not isinstance(body, dict):
         raise BadParameter("The request body must be a JSON object.")
@@ -233,6 +233,11 @@ def _body(request: HttpRequest) -> dict[str, Any]:
 
 
 # --- reading request bodies ------------------------------------------------------------------
+
+
+def _no_constant(name: str) -> None:
+    """NaN and Infinity are not JSON, though Python's parser takes them."""
+    raise ValueError(name)
 
 
 def _field(
@@ -266,7 +271,7 @@ def _moment(attributes: dict[str, Any], name: str) -> datetime | None:
     if value is None:
         return None
     # The JavaScript SDK sends dates after 2038 as negative numbers (32-bit truncation).
-    if value < 0 or value > 253402300799:
+    if not 0 <= value <= MAX_UNIX_SECONDS:
         raise BadParameter(
             f"attributes.{name} must be a Unix time in seconds between 1970 and 9999; "
             f"{value} is not."
@@ -390,8 +395,7 @@ def key_backup(call: Call, name: str) -> tuple[int, Payload]:
 
 
 def key_restore(call: Call, name: str) -> tuple[int, Payload]:
-    if name != "restore":
-        raise UnsupportedRequest(f"The vault endpoint has no operation POST /keys/{name}.")
+    """POST /keys/restore (`name` is "restore"): the blob names the key it brings back."""
     blob = _bytes(call.body, "value", required=True)
     assert blob is not None
     version = services.key_restore(actor=call.actor, vault_name=call.vault_name, blob=blob)
@@ -647,20 +651,21 @@ def re_path(pattern: str, handlers: Route) -> tuple[re.Pattern[str], Route]:
 
 NAME = r"(?P<name>[^/]+)"
 VERSION = r"(?P<version>[^/]*)"
+KEY_METHODS = {
+    "PUT": (Operation.KEY_IMPORT, key_import),
+    "DELETE": (Operation.KEY_DELETE, key_delete),
+    "GET": (Operation.KEY_GET, key_get),
+    "PATCH": (Operation.KEY_UPDATE, key_update),
+}
 
 ROUTES = [
     re_path(r"^keys$", route(GET=(Operation.KEY_LIST, key_list))),
+    # POST /keys/restore restores; the other methods are those of a key named "restore".
     re_path(
-        rf"^keys/{NAME}$",
-        route(
-            PUT=(Operation.KEY_IMPORT, key_import),
-            DELETE=(Operation.KEY_DELETE, key_delete),
-            GET=(Operation.KEY_GET, key_get),
-            PATCH=(Operation.KEY_UPDATE, key_update),
-            # POST /keys/restore; any other name has no POST.
-            POST=(Operation.KEY_RESTORE, key_restore),
-        ),
+        r"^keys/(?P<name>restore)$",
+        route(POST=(Operation.KEY_RESTORE, key_restore), **KEY_METHODS),
     ),
+    re_path(rf"^keys/{NAME}$", route(**KEY_METHODS)),
     re_path(
         rf"^keys/{NAME}/$",
         route(GET=(Operation.KEY_GET, key_get), PATCH=(Operation.KEY_UPDATE, key_update)),

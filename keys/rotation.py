@@ -139,14 +139,27 @@ def _check_margins(action: LifetimeAction, expiry: str, now: datetime) -> None:
         )
 
 
+# Durations are kept as sent, in a 32-character column; a century is longer than any key
+# should live, and keeps date arithmetic far from its limits.
+MAX_DURATION_LENGTH = 32
+MAX_DURATION = timedelta(days=36_525)
+
+
 def _parsed(duration: str, field: str) -> str:
+    refused = BadParameter(
+        f"{field} must be an ISO-8601 duration such as P90D, of at most a hundred years; "
+        f"'{duration[:40]}' is not one."
+    )
+    if len(duration) > MAX_DURATION_LENGTH:
+        raise refused
     try:
         parsed = isodate.parse_duration(duration)
-    except (isodate.ISO8601Error, ValueError):
-        raise BadParameter(
-            f"{field} must be an ISO-8601 duration such as P90D; '{duration}' is not one."
-        ) from None
-    zero = datetime(2000, 1, 1)
-    if (zero + parsed) - zero <= timedelta(0):
+        zero = datetime(2000, 1, 1)
+        span = (zero + parsed) - zero
+    except (isodate.ISO8601Error, ValueError, OverflowError):
+        raise refused from None
+    if span <= timedelta(0):
         raise BadParameter(f"{field} must be a positive duration; '{duration}' is not.")
+    if span > MAX_DURATION:
+        raise refused
     return duration

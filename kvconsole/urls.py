@@ -24,7 +24,7 @@ urlpatterns = [
         name="openid-configuration",
     ),
     path("<str:tenant>/discovery/v2.0/keys", oauth.signing_keys, name="token-signing-keys"),
-    path("<str:tenant>/oauth2/v2.0/authorize", oauth.authorize, name="authorize"),
+    path("<str:tenant>/oauth2/v2.0/authorize", oauth.authorize_endpoint, name="authorize"),
     path("<str:tenant>/oauth2/v2.0/token", oauth.token, name="token"),
     path("msi/token", oauth.managed_identity_token, name="managed-identity-token"),
 ]

@@ -32,11 +32,16 @@ def register(commands: Any) -> None:
         group(apps, "identity", "Bind workloads to an application (managed identities).")
     )
     token_key = group(commands, "token-key", "Manage the token service's signing key.")
-    leaf(
+    rotate = leaf(
         token_key,
         "rotate",
         _token_key_rotate,
         "Make a new signing key; tokens signed by the previous one stay valid until they expire.",
+    )
+    rotate.add_argument(
+        "--drop-previous",
+        action="store_true",
+        help="After a leak: refuse every token the previous keys signed, at once.",
     )
 
 
@@ -153,7 +158,9 @@ def _identity_delete(run: Invocation) -> Any:
 
 
 def _token_key_rotate(run: Invocation) -> Any:
-    key = services.token_signing_key_rotate(actor=run.actor)
+    key = services.token_signing_key_rotate(
+        actor=run.actor, drop_previous=run.options.drop_previous
+    )
     return {"kid": key.kid, "created": key.created}
 
 

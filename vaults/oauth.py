@@ -12,11 +12,11 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from django.conf import settings
 from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import tokens
@@ -63,7 +63,7 @@ def _no_store(response: JsonResponse) -> JsonResponse:
 
 def _known_tenant(view: Callable[..., JsonResponse]) -> Callable[..., JsonResponse]:
     def checked(request: HttpRequest, tenant: str) -> JsonResponse:
-        if tenant.lower() != settings.KVCONSOLE_TENANT_ID.lower():
+        if not tokens.is_our_tenant(tenant):
             return _error(
                 BadParameter(
                     f"AADSTS90002: Tenant '{tenant[:64]}' not found.", code="invalid_request"
@@ -106,7 +106,7 @@ def signing_keys(request: HttpRequest, tenant: str) -> JsonResponse:
 
 @login_not_required
 @_known_tenant
-def authorize(request: HttpRequest, tenant: str) -> JsonResponse:
+def authorize_endpoint(request: HttpRequest, tenant: str) -> JsonResponse:
     return _error(
         BadParameter(
             "AADSTS70000: This token service has no interactive sign-in; applications use the "
@@ -119,6 +119,7 @@ def authorize(request: HttpRequest, tenant: str) -> JsonResponse:
 @csrf_exempt
 @login_not_required
 @require_POST
+@sensitive_post_parameters("client_secret", "client_assertion")
 def token(request: HttpRequest, tenant: str) -> JsonResponse:
     """The client-credentials grant; `claims` and `client_info` are accepted and ignored."""
     form = request.POST

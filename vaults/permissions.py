@@ -36,7 +36,7 @@ from guardian.utils import get_group_obj_perms_model, get_user_obj_perms_model
 from accounts import roles
 from accounts.models import Application, User
 from accounts.roles import RoleDefinition
-from kvconsole.errors import Forbidden
+from kvconsole.errors import Forbidden, Unauthorized
 
 from .models import KEY_PERMISSIONS, ResourceGroup, RoleAssignment, Vault, policy_codename
 
@@ -101,6 +101,9 @@ class Action(Enum):
     # Deployment-wide; Azure has no equivalent because Microsoft holds its master keys.
     MASTER_KEY_ROTATE = ("kvconsole/masterKeys/rotate/action",)
     TOKEN_KEY_ROTATE = ("kvconsole/tokenSigningKeys/rotate/action",)
+    # Host names are the deployment's, not a vault's: an alias can take any name clients
+    # reach the server by.
+    HOST_ALIASES_WRITE = ("kvconsole/hostAliases/write/action",)
     ACTIVITY_READ = ("kvconsole/activity/read",)
 
     def __init__(self, azure_name: str, permission: str | None = None, plane: Plane | None = None):
@@ -162,9 +165,14 @@ def is_deployment_principal(actor: User) -> bool:
 
 
 def authorize(actor: User, action: Action, obj: Securable | Application) -> None:
-    """Raise Forbidden unless `actor` may perform `action` on `obj`."""
+    """Raise Forbidden unless `actor` may perform `action` on `obj`; Unauthorized if the
+    principal was disabled after it was authenticated (its token or session is stale)."""
     if may(actor, action, obj):
         return
+    if actor.is_active and not is_deployment_principal(actor) and not _active(actor):
+        raise Unauthorized(
+            f"The principal '{actor.username}' has been disabled; its credentials are refused."
+        )
     if action.plane is Plane.DIRECTORY:
         raise _directory_denied(actor, action)
     assert not isinstance(obj, Application)
@@ -290,7 +298,7 @@ def _directory_denied(actor: User, action: Action) -> Forbidden:
 # authorizes the same chain twice costs one query. Role and policy changes made through this
 # module clear it; other changes (group membership, cascading deletes) are seen from the next
 # request on.
-_cache: ContextVar[dict[tuple[object, ...], list[set[str]]] | None] = ContextVar(
+_cache: ContextVar[dict[tuple[object, ...], Any] | None] = ContextVar(
     "permission_grants_cache", default=None
 )
 
@@ -317,10 +325,15 @@ _INACTIVE = -1
 def _grants(actor: User, chain: list[Model]) -> list[set[str]]:
     """The permission codenames `actor` holds, directly or through groups, on each object of
     `chain`, in one query; none at all if the principal has been disabled meanwhile."""
+    return _grants_and_activity(actor, chain)[0]
+
+
+def _grants_and_activity(actor: User, chain: list[Model]) -> tuple[list[set[str]], bool]:
+    """The grants of `_grants`, and whether the principal is still enabled, in one query."""
     cache = _cache.get()
     cache_key = (actor.pk, *((type(item), item.pk) for item in chain))
     if cache is not None and cache_key in cache:
-        return cache[cache_key]
+        return cache[cache_key], bool(cache[("active", actor.pk)])
     held: list[set[str]] = [set() for _ in chain]
     # Named parameters, as in keys/services/_shared.py's lookup: cheaper to bind on SQLite.
     params: dict[str, Any] = {"actor": actor.pk}
@@ -329,14 +342,32 @@ def _grants(actor: User, chain: list[Model]) -> list[set[str]]:
     with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
         cursor.execute(_grants_sql(tuple(type(item) for item in chain)), params)
         rows = cursor.fetchall()
-    if any(level == _INACTIVE for level, _ in rows):
+    active = not any(level == _INACTIVE for level, _ in rows)
+    if not active:
         # Disabled since the caller's token (or session) was checked: it holds nothing.
         rows = []
     for level, codename in rows:
         held[level].add(codename)
     if cache is not None:
         cache[cache_key] = held
-    return held
+        cache[("active", actor.pk)] = active
+    return held, active
+
+
+def _active(actor: User) -> bool:
+    """Whether the principal is still enabled in the database, read once per request (the
+    grants query reads it too): the principal in hand may be a verified token's, cached
+    since before an administrator disabled it."""
+    if not actor.is_active:
+        return False
+    cache = _cache.get()
+    key = ("active", actor.pk)
+    if cache is not None and key in cache:
+        return bool(cache[key])
+    active = User.objects.filter(pk=actor.pk, is_active=True).exists()
+    if cache is not None:
+        cache[key] = active
+    return active
 
 
 @functools.cache
@@ -407,7 +438,11 @@ def visible[M: Model](
     if not actor.is_active:
         return queryset.none()
     if within is not None:
-        if may(actor, action, within):
+        chain = within.permission_chain()
+        grants, active = _grants_and_activity(actor, chain)
+        if not active:
+            return queryset.none()
+        if _allows(action, chain, grants):
             return queryset
         above = {type(item) for item in within.permission_chain()}
         lookups = [(path, model) for path, model in lookups if model not in above]
@@ -420,6 +455,8 @@ def visible[M: Model](
             # Access policies exist only on the vault, which has just been decided.
             return queryset.none()
         return queryset.filter(_by_role(actor, action, lookups))
+    if not _active(actor):
+        return queryset.none()
     if action.plane is not Plane.DATA:
         return queryset.filter(_by_role(actor, action, lookups))
     assert action.permission is not None
@@ -471,7 +508,7 @@ def readable_activity[M: Model](actor: User, entries: QuerySet[M]) -> QuerySet[M
     """
     if is_deployment_principal(actor):
         return entries
-    if not actor.is_active:
+    if not _active(actor):
         return entries.none()
     vaults = visible(actor, Vault.objects.all(), Action.VAULT_READ).filter(
         name=OuterRef("vault_name"), created_at__lte=OuterRef("time")

@@ -13,6 +13,7 @@ from accounts.models import User
 from .activity import ChainReport, verify_chain
 from .models import ActivityEntry, ActivityQuerySet, ResourceGroup, Vault, VaultHostAlias
 from .permissions import DEPLOYMENT, Action, authorize, readable_activity, visible
+from .validation import console_host
 
 
 def resource_group_list(*, actor: User) -> QuerySet[ResourceGroup]:
@@ -102,4 +103,9 @@ def vault_name_for_host(host: str) -> str | None:
     if domain.endswith(suffix):
         name = domain[: -len(suffix)]
         return name if name and "." not in name else None
-    return host_aliases.vault_for(host if port != "443" else domain)
+    normalized = host if port != "443" else domain
+    # The console's host stays the console's, even against an alias made before a change of
+    # KVCONSOLE_CONSOLE_HOST.
+    if normalized == console_host():
+        return None
+    return host_aliases.vault_for(normalized)

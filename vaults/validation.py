@@ -65,6 +65,11 @@ _HOST_ALIAS = re.compile(
 MAX_HOST_ALIASES = 10
 
 
+def console_host() -> str:
+    """The console's host as a Host header names it (lower case, no `:443`)."""
+    return settings.KVCONSOLE_CONSOLE_HOST.lower().removesuffix(":443")
+
+
 def clean_host_aliases(aliases: Any) -> list[str]:
     """Host aliases in the form a Host header takes: lower case, `:443` left out. They may
     name neither the console nor a `{vault}.{suffix}` host."""
@@ -81,7 +86,7 @@ def clean_host_aliases(aliases: Any) -> list[str]:
                 "such as 127.0.0.1:8443."
             )
         domain = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        if host == settings.KVCONSOLE_CONSOLE_HOST.lower() or domain.endswith(
+        if host == console_host() or domain.endswith(
             "." + settings.KVCONSOLE_VAULT_HOST_SUFFIX.lower()
         ):
             raise BadParameter(

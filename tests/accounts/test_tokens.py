@@ -57,14 +57,14 @@ def test_a_known_token_costs_no_query_and_no_signature_check(
 def test_a_cached_token_is_dropped_when_it_expires(system: User) -> None:
     cache = tokens._VerifiedTokens(size=2)
     now = time.time()
-    cache.put("live", now + 10, system)
-    cache.put("expired", now - 1, system)
-    assert cache.get("live", now) == system
+    cache.put("live", now + 10, system, "kid")
+    cache.put("expired", now - 1, system, "kid")
+    assert cache.get("live", now) == (system, "kid")
     assert cache.get("expired", now) is None
-    cache.put("third", now + 10, system)
-    cache.put("fourth", now + 10, system)
+    cache.put("third", now + 10, system, "kid")
+    cache.put("fourth", now + 10, system, "kid")
     # Bounded: the least recently used entry goes first.
-    assert cache.get("live", now) is None and cache.get("fourth", now) == system
+    assert cache.get("live", now) is None and cache.get("fourth", now) == (system, "kid")
 
 
 def test_tokens_of_disabled_or_deleted_applications_are_refused_when_checked(
@@ -106,3 +106,54 @@ def test_the_keyring_never_shows_private_material() -> None:
     assert "PRIVATE" not in repr(key)
     assert {"kty", "kid", "n", "e"} <= set(key.public_jwk)
     assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key.public_jwk)
+
+
+@pytest.mark.usefixtures("fresh_token_keys")
+def test_a_replaced_key_signs_no_new_tokens(
+    application: Application, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = tokens.keyring.signing_key()
+    now = int(time.time())
+    # The rotation happened five minutes ago; the token is made now by someone holding the key.
+    with monkeypatch.context() as earlier:
+        earlier.setattr(time, "time", lambda: now - 300)
+        tokens.rotate_signing_key()
+    claims = {
+        "aud": tokens.vault_resource(),
+        "iss": tokens.issuer(),
+        "sub": str(application.user.oid),
+        "iat": now,
+        "nbf": now,
+        "exp": now + 600,
+    }
+    forged = jwt.encode(claims, old.private_key, algorithm="RS256", headers={"kid": old.kid})
+    with pytest.raises(Unauthorized, match="replaced"):
+        tokens.principal_for(forged)
+
+
+def test_a_token_longer_than_the_service_gives_is_refused(application: Application) -> None:
+    key = tokens.keyring.signing_key()
+    now = int(time.time())
+    claims = {
+        "aud": tokens.vault_resource(),
+        "iss": tokens.issuer(),
+        "sub": str(application.user.oid),
+        "iat": now,
+        "nbf": now,
+        "exp": now + 365 * 86400,
+    }
+    token = jwt.encode(claims, key.private_key, algorithm="RS256", headers={"kid": key.kid})
+    with pytest.raises(Unauthorized, match="longer life"):
+        tokens.principal_for(token)
+
+
+@pytest.mark.usefixtures("fresh_token_keys")
+def test_dropping_the_previous_keys_ends_their_tokens_even_cached(
+    application: Application,
+) -> None:
+    token = token_for(application)
+    assert tokens.principal_for(token) == application.user
+    tokens.rotate_signing_key(drop_previous=True)
+    assert len(tokens.keyring.current()) == 1
+    with pytest.raises(Unauthorized, match="not signed by this deployment"):
+        tokens.principal_for(token)

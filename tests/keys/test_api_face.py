@@ -34,11 +34,13 @@ def caller(system: User, vault: Vault) -> Application:
 def call(client: Client, vault: Vault, caller: Application) -> Any:
     token = tokens.issue_access_token(caller, audience=tokens.vault_resource()).access_token
 
-    def send(method: str, path: str, body: object = None, **headers: str) -> Any:
+    def send(
+        method: str, path: str, body: object = None, raw: bytes | None = None, **headers: str
+    ) -> Any:
         return client.generic(
             method,
             path,
-            data=json.dumps(body) if body is not None else b"",
+            data=raw if raw is not None else json.dumps(body) if body is not None else b"",
             content_type="application/json",
             headers={
                 "host": f"{vault.name}.vault.localhost:8443",
@@ -112,3 +114,45 @@ def test_an_unexpected_failure_is_a_500_that_says_nothing_of_itself(
     assert response.json()["error"]["code"] == "InternalError"
     entry = ActivityEntry.objects.order_by("-seq").first()
     assert entry is not None and (entry.operation, entry.result) == ("KeyGet", "Failure")
+
+
+def test_a_cached_token_of_an_application_disabled_since_lists_nothing(
+    client: Client, system: User, vault: Vault, make_key: Any
+) -> None:
+    key = make_key("mine", kty="EC").key
+    application = vault_services.application_create(actor=system, display_name="lister")
+    vault_services.role_assignment_create(
+        actor=system,
+        assignee=str(application.client_id),
+        role="Key Vault Reader",
+        scope=f"/resourceGroups/{vault.resource_group.name}/providers/Microsoft.KeyVault/vaults/{vault.name}/keys/{key.name}",
+    )
+    token = tokens.issue_access_token(application, audience=tokens.vault_resource()).access_token
+    headers = {"host": f"{vault.name}.vault.localhost:8443", "authorization": f"Bearer {token}"}
+    listed = client.get("/keys?api-version=7.5", headers=headers)
+    assert [item["kid"].rsplit("/", 1)[1] for item in listed.json()["value"]] == ["mine"]
+    vault_services.application_update(
+        actor=system, client_id=str(application.client_id), enabled=False
+    )
+    refused = client.get("/keys?api-version=7.5", headers=headers)
+    assert refused.status_code == 401 and "WWW-Authenticate" in refused.headers
+    entry = ActivityEntry.objects.order_by("-seq").first()
+    assert entry is not None and (entry.operation, entry.result) == ("KeyList", "Unauthorized")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"kty": "EC", "attributes": {"nbf": NaN}}', b'{"kty": "EC", "x": Infinity}', b"[" * 100_000],
+)
+def test_bodies_python_would_choke_on_are_refused(call: Any, body: bytes) -> None:
+    response = call("POST", "/keys/new/create?api-version=7.5", raw=body)
+    assert response.status_code == 400 and response.json()["error"]["code"] == "BadParameter"
+
+
+def test_post_to_a_key_is_no_restore(call: Any, make_key: Any) -> None:
+    make_key("restore", kty="EC")
+    assert call("GET", "/keys/restore?api-version=7.5").status_code == 200
+    response = call("POST", "/keys/other?api-version=7.5", {"value": "AAAA"})
+    assert response.status_code == 404
+    entry = ActivityEntry.objects.order_by("-seq").first()
+    assert entry is not None and entry.operation == "UnsupportedRequest"

@@ -186,10 +186,12 @@ def test_a_disabled_application_is_refused_at_once(
     assert client.get_key("target").id == key.id
     vault_services.application_update(actor=sdk.system, client_id=officer.client_id, enabled=False)
     before = state()
-    # Its token is still cached as verified: the grants query sees the change all the same.
-    with pytest.raises(HttpResponseError) as refused:
+    # Its token is still cached as verified: the grants query sees the change all the same
+    # and answers 401 with the challenge (the SDK retries once with the token it holds).
+    with pytest.raises(ClientAuthenticationError) as refused:
         client.get_key("target")
-    assert refused.value.status_code == 403 and last_entry().result == "Forbidden"
+    assert "has been disabled" in refused.value.message
+    assert (last_entry().operation, last_entry().result) == ("KeyGet", "Unauthorized")
     with pytest.raises(ClientAuthenticationError) as no_token:
         sdk.keys(vault.name, sdk.credential(officer)).get_key("target")
     assert "AADSTS7000112" in no_token.value.message

@@ -1,14 +1,16 @@
 """Vault hosts: `{vault}.{suffix}` and host aliases reach the vault endpoint, any other host
 the console."""
 
+from typing import Any
+
 import pytest
 from django.conf import settings
 from django.test import Client
 
 from accounts.models import User
-from kvconsole.errors import BadParameter, Conflict
+from kvconsole.errors import BadParameter, Conflict, Forbidden
 from tests.cli import kv, kv_fails
-from tests.factories import VaultFactory
+from tests.factories import UserFactory, VaultFactory
 from vaults import services
 from vaults.models import ActivityEntry, Vault
 from vaults.selectors import vault_name_for_host
@@ -106,3 +108,32 @@ def test_requests_are_routed_by_host(
     # The console's own host answers with the console (sign-in first), not the API.
     console = client.get("/keys", HTTP_HOST="localhost:8443")
     assert console.status_code in (302, 404) and "WWW-Authenticate" not in console.headers
+
+
+def test_only_deployment_principals_set_aliases(system: User, vault: Vault) -> None:
+    contributor = UserFactory.create()
+    services.role_assignment_create(
+        actor=system,
+        assignee=contributor.username,
+        role="Key Vault Contributor",
+        scope=f"/resourceGroups/{vault.resource_group.name}/providers/Microsoft.KeyVault/vaults/{vault.name}",
+    )
+    services.vault_update(actor=contributor, name=vault.name, tags={"may": "edit"})
+    with pytest.raises(Forbidden):
+        services.vault_update(actor=contributor, name=vault.name, host_aliases=["127.0.0.1:9443"])
+    assert not vault.host_aliases.exists()
+
+
+def test_the_console_host_stays_the_consoles(
+    system: User, vault: Vault, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.KVCONSOLE_CONSOLE_HOST = "console.example:443"
+    with pytest.raises(BadParameter, match="console"):
+        services.vault_update(actor=system, name=vault.name, host_aliases=["console.example"])
+    # An alias made before the console moved there does not take the console's host.
+    settings.KVCONSOLE_CONSOLE_HOST = "elsewhere:8443"
+    with django_capture_on_commit_callbacks(execute=True):
+        services.vault_update(actor=system, name=vault.name, host_aliases=["console.example"])
+    settings.KVCONSOLE_CONSOLE_HOST = "console.example:443"
+    assert vault_name_for_host("console.example") is None
+    assert vault_name_for_host("console.example:443") is None

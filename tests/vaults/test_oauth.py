@@ -1,6 +1,7 @@
 """The token service, through azure-identity and MSAL: client secrets, certificates (RS256
 with x5t and PS256 with x5t#S256), managed identities, refusals, and key rotation."""
 
+import base64
 import datetime
 import json
 from pathlib import Path
@@ -13,7 +14,7 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from django.conf import settings
 
@@ -294,3 +295,49 @@ def test_rotating_the_signing_key_keeps_issued_tokens_working(
     assert jwt.get_unverified_header(new_token)["kid"] == new.kid
     document = json.loads(Path(settings.KVCONSOLE_TOKEN_KEY_FILE).read_text())
     assert [entry["retired"] is None for entry in document["keys"]] == [True, False]
+
+
+def test_an_assertion_naming_an_ec_certificate_is_refused_cleanly(
+    sdk: Sdk, app: RegisteredApp, deployment: LiveDeployment, scope: str
+) -> None:
+    ec_key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec-app")])
+    now = datetime.datetime.now(datetime.UTC)
+    ec_certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(ec_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(ec_key, hashes.SHA256())
+    )
+    services.application_certificate_add(
+        actor=sdk.system,
+        client_id=app.client_id,
+        certificate=ec_certificate.public_bytes(serialization.Encoding.PEM),
+    )
+    thumbprint = base64.urlsafe_b64encode(ec_certificate.fingerprint(hashes.SHA1())).decode()  # noqa: S303
+    assertion = jwt.encode(
+        {
+            "aud": tokens.token_endpoint(),
+            "iss": app.client_id,
+            "sub": app.client_id,
+            "exp": int(now.timestamp()) + 300,
+            "jti": "one",
+        },
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        algorithm="RS256",
+        headers={"x5t": thumbprint},
+    )
+    response = token_request(
+        deployment,
+        settings.KVCONSOLE_TENANT_ID,
+        grant_type="client_credentials",
+        client_id=app.client_id,
+        scope=scope,
+        client_assertion_type="urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        client_assertion=assertion,
+    )
+    assert response.status_code == 401 and response.json()["error"] == "invalid_client"

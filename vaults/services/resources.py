@@ -223,7 +223,10 @@ def vault_update(
     `host_aliases` replaces the other host names the vault's endpoint answers on."""
     vault = vault_lookup(name, actor=actor, action=Action.VAULT_WRITE)
     authorize(actor, Action.VAULT_WRITE, vault)
-    aliases = clean_host_aliases(host_aliases) if host_aliases is not None else None
+    aliases = None
+    if host_aliases is not None:
+        authorize(actor, Action.HOST_ALIASES_WRITE, DEPLOYMENT)
+        aliases = clean_host_aliases(host_aliases)
     changes: dict[str, Any] = {}
     if tags is not None:
         changes["tags"] = clean_tags(tags)

@@ -136,12 +136,7 @@ def _authenticated(
             "directory. Check the client id, or register the application (kv ad app create).",
             code="unauthorized_client",
         )
-    if not application.enabled or not application.user.is_active:
-        raise Unauthorized(
-            f"AADSTS7000112: Application '{application.client_id}'"
-            f"({application.display_name}) is disabled.",
-            code="unauthorized_client",
-        )
+    _refuse_if_disabled(application)
     if credential.assertion is not None:
         _check_assertion(application, credential)
     elif credential.secret is not None:
@@ -153,6 +148,15 @@ def _authenticated(
             code="invalid_client",
         )
     return application
+
+
+def _refuse_if_disabled(application: Application) -> None:
+    if not application.enabled or not application.user.is_active:
+        raise Unauthorized(
+            f"AADSTS7000112: Application '{application.client_id}'"
+            f"({application.display_name}) is disabled.",
+            code="unauthorized_client",
+        )
 
 
 def _check_secret(application: Application, secret: str) -> None:
@@ -217,7 +221,7 @@ def _check_assertion(application: Application, credential: Credential) -> None:
 
 
 def _check_tenant(tenant: str) -> None:
-    if tenant.lower() != settings.KVCONSOLE_TENANT_ID.lower():
+    if not tokens.is_our_tenant(tenant):
         raise BadParameter(
             f"AADSTS90002: Tenant '{tenant[:64]}' not found. This token service serves tenant "
             f"'{settings.KVCONSOLE_TENANT_ID}'.",
@@ -270,12 +274,13 @@ def _actor(application: Application | None, client_id: str) -> User:
 
 
 @operation(Operation.TOKEN_KEY_ROTATE)
-def token_signing_key_rotate(*, actor: User) -> tokens.SigningKey:
+def token_signing_key_rotate(*, actor: User, drop_previous: bool = False) -> tokens.SigningKey:
     """A new token-signing key; tokens signed by the previous one stay valid until they
-    expire, and keys whose tokens have all expired are dropped."""
+    expire (unless `drop_previous`: after a leak, refused at once), and keys whose tokens
+    have all expired are dropped."""
     activity.describe(target="tokenSigningKeys")
     authorize(actor, Action.TOKEN_KEY_ROTATE, DEPLOYMENT)
-    return tokens.rotate_signing_key()
+    return tokens.rotate_signing_key(drop_previous=drop_previous)
 
 
 # --- managed identities ----------------------------------------------------------------------
@@ -339,12 +344,7 @@ def _managed_identity_issue(
             f"'{_client_id_text(client_id)}'.",
             code="invalid_request",
         )
-    if not application.enabled or not application.user.is_active:
-        raise Unauthorized(
-            f"AADSTS7000112: Application '{application.client_id}'"
-            f"({application.display_name}) is disabled.",
-            code="unauthorized_client",
-        )
+    _refuse_if_disabled(application)
     wanted = resource.removesuffix("/.default").rstrip("/")
     if wanted.lower() != tokens.vault_resource().lower():
         raise BadParameter(
