@@ -431,7 +431,9 @@ class ActivityEntry(models.Model):
                 condition=~models.Q(result="Success"),
             ),
             models.Index(fields=["face", "seq"], name="activity_face_seq"),
-            models.Index(fields=["actor_name", "seq"], name="activity_actor_seq"),
+            # Descending: the search by actor is an OR with the target prefix, whose rows
+            # the database gathers and sorts; gathered newest first, they sort far faster.
+            models.Index(fields=["actor_name", "-seq"], name="activity_actor_seq"),
             models.Index(fields=["target"], name="activity_target"),
         ]
 

@@ -80,6 +80,8 @@ def fill(upto: int, state: dict[str, Any]) -> None:
             face="api",
             client_ip="10.0.0.1",
             correlation_id=str(uuid.UUID(int=rng.getrandbits(128))),
+            api_version="2025-07-01",
+            request_id=str(uuid.UUID(int=rng.getrandbits(128))),
             prev_hash=state["hash"],
         )
         entry.hash = chain_hash(entry.prev_hash, seq, entry_payload(cast(ActivityEntry, entry)))
