@@ -12,14 +12,13 @@ import pytest
 import requests
 from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 
 from accounts import tokens
 from keys.services import key_create
+from tests.accounts.certificates import make_certificate, pem, private_pem
 from tests.live import LiveDeployment
 from tests.sdk import FixedToken, RegisteredApp, Sdk
 from vaults import services
@@ -42,28 +41,15 @@ def scope() -> str:
 
 
 def certificate(tmp_path: Path, name: str = "app") -> tuple[Path, bytes, str]:
-    """A self-signed certificate and key, as `az ad sp create-for-rbac --create-cert`
+    """A self-signed RSA certificate and key, as `az ad sp create-for-rbac --create-cert`
     makes: (PEM file with key and certificate, certificate PEM, private key PEM)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
+    cert, key = make_certificate(
+        name, key=rsa.generate_private_key(public_exponent=65537, key_size=2048)
     )
-    certificate_pem = cert.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    key_pem = private_pem(key)
     path = tmp_path / f"{name}.pem"
-    path.write_bytes(key_pem.encode() + certificate_pem)
-    return path, certificate_pem, key_pem
+    path.write_bytes(key_pem + pem(cert))
+    return path, pem(cert), key_pem.decode()
 
 
 def token_request(deployment: LiveDeployment, tenant: str, **form: str) -> requests.Response:
@@ -300,23 +286,12 @@ def test_rotating_the_signing_key_keeps_issued_tokens_working(
 def test_an_assertion_naming_an_ec_certificate_is_refused_cleanly(
     sdk: Sdk, app: RegisteredApp, deployment: LiveDeployment, scope: str
 ) -> None:
-    ec_key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ec-app")])
+    ec_certificate, _ = make_certificate("ec-app")
     now = datetime.datetime.now(datetime.UTC)
-    ec_certificate = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(ec_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(ec_key, hashes.SHA256())
-    )
     services.application_certificate_add(
         actor=sdk.system,
         client_id=app.client_id,
-        certificate=ec_certificate.public_bytes(serialization.Encoding.PEM),
+        certificate=pem(ec_certificate),
     )
     thumbprint = base64.urlsafe_b64encode(ec_certificate.fingerprint(hashes.SHA1())).decode()  # noqa: S303
     assertion = jwt.encode(

@@ -1,59 +1,28 @@
-"""The vault endpoint: Azure Key Vault's keys REST API, served on each vault's own host.
-
-A thin face over the services. `serve()` is called by the vault-host middleware for every
-request to a vault host, ahead of the console's middleware (sessions, CSRF and sign-in mean
-nothing here). It answers the bearer challenge before reading any body, checks the
-api-version, parses the JSON body, and hands each request to one view, which calls one
-service and shapes its result as Azure does (keys/shapes.py). Every request is recorded:
-the service records what it does, and a request refused before any service ran is recorded
-here through `vaults.services.request_refuse`.
-"""
+"""The vault endpoint's views: each reads its request's body, calls one service and shapes
+the result as Azure does. Paths and methods are dispatched to them by `keys.api`."""
 
 import json
-import logging
-import re
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.db.models.functions import Lower
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
 
-from accounts import tokens
 from accounts.models import User
-from kvconsole.errors import BadParameter, NotFound, ServiceError, Unauthorized
-from kvconsole.middleware import client_ip
-from vaults import activity
-from vaults import services as vault_services
-from vaults.models import Face, Operation
-from vaults.permissions import request_cache
+from kvconsole.errors import BadParameter
 
-from . import crypto, services, shapes
-from .models import Key, KeyVersion
+from .. import crypto, services, shapes
+from ..models import Key, KeyVersion
 
-logger = logging.getLogger(__name__)
-
-API_VERSIONS = ("7.4", "7.5", "7.6", "2025-07-01")
-LATEST_API_VERSION = "2025-07-01"
 MAX_PAGE_SIZE = 25
 # 9999-12-31T23:59:59Z, the last moment a datetime holds.
 MAX_UNIX_SECONDS = 253402300799
 
 Payload = dict[str, Any] | None
-
-
-class RequestTooLarge(BadParameter):
-    status = 413
-    code = "RequestBodyTooLarge"
-
-
-class UnsupportedRequest(NotFound):
-    """A path or method the vault endpoint does not have."""
 
 
 @dataclass(frozen=True)
@@ -71,173 +40,7 @@ class Call:
 View = Callable[..., tuple[int, Payload]]
 
 
-@dataclass(frozen=True)
-class Route:
-    """What a path offers, per method: the operation recorded for it and the view."""
-
-    methods: dict[str, tuple[Operation, View]]
-
-
-def route(**methods: tuple[Operation, View]) -> Route:
-    return Route(methods)
-
-
-# --- serving -------------------------------------------------------------------------------
-
-
-def serve(request: HttpRequest, vault_name: str) -> HttpResponse:
-    """Answer one vault endpoint request for `vault_name`."""
-    request_id = str(uuid.uuid4())
-    # From META, not request.headers: that one is built from every key of the WSGI
-    # environment, which granian fills with the whole process environment.
-    client_request_id = request.META.get("HTTP_X_MS_CLIENT_REQUEST_ID", "")
-    api_version = request.GET.get("api-version", "")
-    with (
-        activity.request_context(
-            face=Face.API,
-            client_ip=client_ip(request),
-            correlation_id=client_request_id,
-            api_version=api_version,
-            request_id=request_id,
-        ),
-        request_cache(),
-    ):
-        status, payload, challenge = _answer(request, vault_name, api_version)
-    response = HttpResponse(
-        b"" if payload is None else json.dumps(payload, separators=(",", ":")),
-        status=status,
-        content_type="application/json; charset=utf-8",
-    )
-    response["Cache-Control"] = "no-cache"
-    response["x-ms-request-id"] = request_id
-    if client_request_id:
-        response["x-ms-client-request-id"] = client_request_id[:64]
-    response["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
-    response["X-Content-Type-Options"] = "nosniff"
-    if challenge:
-        response["WWW-Authenticate"] = (
-            f'Bearer authorization="{tokens.authority()}", resource="{tokens.vault_resource()}"'
-        )
-    return response
-
-
-def _answer(request: HttpRequest, vault_name: str, api_version: str) -> tuple[int, Payload, bool]:
-    """(status, body, whether to send the bearer challenge)."""
-    operation, view, kwargs = _route(request)
-    target = _target(vault_name, kwargs)
-    actor: User | None = None
-    try:
-        actor = _authenticated(request)
-        if view is None:
-            raise UnsupportedRequest(
-                f"The vault endpoint has no operation {request.method} {request.path}."
-            )
-        _check_api_version(api_version)
-        call = Call(
-            request=request,
-            actor=actor,
-            vault_name=vault_name,
-            vault_url=f"https://{request.META.get('HTTP_HOST', '')}",
-            api_version=api_version,
-            body=_body(request),
-        )
-        status, payload = view(call, **kwargs)
-        return status, payload, False
-    except ServiceError as error:
-        _record_unless_recorded(actor, operation, error, vault_name, target)
-        return error.status, error.as_azure_error(), isinstance(error, Unauthorized)
-    except Exception:
-        # Never the exception's text or locals in the answer: they may hold key material.
-        logger.exception("Vault endpoint request failed: %s %s", request.method, request.path)
-        failure = ServiceError("The server failed to process the request; it has been logged.")
-        _record_unless_recorded(actor, operation, failure, vault_name, target)
-        return failure.status, failure.as_azure_error(), False
-
-
-def _record_unless_recorded(
-    actor: User | None, operation: Operation, error: ServiceError, vault_name: str, target: str
-) -> None:
-    """Record a refusal no service recorded; `actor` is None before the caller is known."""
-    if not activity.written_in_request():
-        vault_services.request_refuse(
-            actor=actor or vault_services.anonymous_caller(),
-            operation=operation,
-            error=error,
-            vault_name=vault_name,
-            target=target,
-        )
-
-
-def _route(request: HttpRequest) -> tuple[Operation, View | None, dict[str, str]]:
-    path = request.path_info.removeprefix("/")
-    for pattern, handlers in ROUTES:
-        match = pattern.match(path)
-        if match is not None:
-            found = handlers.methods.get(request.method or "")
-            if found is None:
-                return Operation.UNSUPPORTED_REQUEST, None, match.groupdict()
-            return found[0], found[1], match.groupdict()
-    return Operation.UNSUPPORTED_REQUEST, None, {}
-
-
-def _target(vault_name: str, kwargs: dict[str, str]) -> str:
-    target = f"vaults/{vault_name}"
-    if "name" in kwargs:
-        target += f"/keys/{kwargs['name']}"
-        if kwargs.get("version"):
-            target += f"/{kwargs['version']}"
-    return target
-
-
-def _authenticated(request: HttpRequest) -> User:
-    """The application principal behind the request's bearer token.
-
-    Checked before anything else is read: a client's first request carries no token and no
-    body, and must get the challenge that tells it where to get one.
-    """
-    scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        raise Unauthorized("AKV10000: Request is missing a Bearer or PoP token.")
-    return tokens.principal_for(token.strip())
-
-
-def _check_api_version(api_version: str) -> None:
-    if not api_version:
-        raise BadParameter(
-            f"The api-version query parameter is required; use one of {', '.join(API_VERSIONS)}."
-        )
-    if api_version not in API_VERSIONS:
-        raise BadParameter(
-            f"The specified version ({api_version}) is not recognized. Consider using the "
-            f"latest supported version ({LATEST_API_VERSION})."
-        )
-
-
-def _body(request: HttpRequest) -> dict[str, Any]:
-    try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
-    except ValueError:
-        raise BadParameter("The Content-Length header is not a number.") from None
-    limit = settings.KVCONSOLE_MAX_REQUEST_BYTES
-    if length > limit:
-        raise RequestTooLarge(f"The request body is {length} bytes; at most {limit} are accepted.")
-    if length == 0 or request.method not in ("POST", "PUT", "PATCH"):
-        return {}
-    try:
-        body = json.loads(request.body, parse_constant=_no_constant)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise BadParameter("The request body is not valid JSON.") from None
-    if not isinstance(body, dict):
-        raise BadParameter("The request body must be a JSON object.")
-    return body
-
-
 # --- reading request bodies ------------------------------------------------------------------
-
-
-def _no_constant(name: str) -> None:
-    """NaN and Infinity are not JSON, though Python's parser takes them."""
-    raise ValueError(name)
 
 
 def _field(
@@ -264,6 +67,12 @@ def _bytes(body: dict[str, Any], name: str, *, required: bool = False) -> bytes 
         return crypto.b64url_decode(value)
     except BadParameter:
         raise BadParameter(f"The property '{name}' is not valid base64url.") from None
+
+
+def _required_bytes(body: dict[str, Any], name: str) -> bytes:
+    value = _bytes(body, name, required=True)
+    assert value is not None
+    return value
 
 
 def _moment(attributes: dict[str, Any], name: str) -> datetime | None:
@@ -396,8 +205,7 @@ def key_backup(call: Call, name: str) -> tuple[int, Payload]:
 
 def key_restore(call: Call, name: str) -> tuple[int, Payload]:
     """POST /keys/restore (`name` is "restore"): the blob names the key it brings back."""
-    blob = _bytes(call.body, "value", required=True)
-    assert blob is not None
+    blob = _required_bytes(call.body, "value")
     version = services.key_restore(actor=call.actor, vault_name=call.vault_name, blob=blob)
     return 200, shapes.key_bundle(version, call.vault_url)
 
@@ -429,20 +237,21 @@ def deleted_key_recover(call: Call, name: str) -> tuple[int, Payload]:
 # --- cryptographic operations ---------------------------------------------------------------
 
 
-def _algorithm(call: Call) -> str:
-    return _field(call.body, "alg", str, required=True)
+def _on_version(call: Call, name: str, version: str) -> dict[str, Any]:
+    """What every cryptographic operation is given: who asks, which version, which algorithm."""
+    return {
+        "actor": call.actor,
+        "vault_name": call.vault_name,
+        "name": name,
+        "version": _version(version),
+        "algorithm": _field(call.body, "alg", str, required=True),
+    }
 
 
 def key_encrypt(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
-    plaintext = _bytes(call.body, "value", required=True)
-    assert plaintext is not None
     result = services.key_encrypt(
-        actor=call.actor,
-        vault_name=call.vault_name,
-        name=name,
-        version=_version(version),
-        algorithm=_algorithm(call),
-        plaintext=plaintext,
+        **_on_version(call, name, version),
+        plaintext=_required_bytes(call.body, "value"),
         iv=_bytes(call.body, "iv"),
         aad=_bytes(call.body, "aad"),
     )
@@ -450,15 +259,9 @@ def key_encrypt(call: Call, name: str, version: str = "") -> tuple[int, Payload]
 
 
 def key_decrypt(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
-    ciphertext = _bytes(call.body, "value", required=True)
-    assert ciphertext is not None
     result = services.key_decrypt(
-        actor=call.actor,
-        vault_name=call.vault_name,
-        name=name,
-        version=_version(version),
-        algorithm=_algorithm(call),
-        ciphertext=ciphertext,
+        **_on_version(call, name, version),
+        ciphertext=_required_bytes(call.body, "value"),
         iv=_bytes(call.body, "iv"),
         tag=_bytes(call.body, "tag"),
         aad=_bytes(call.body, "aad"),
@@ -467,59 +270,31 @@ def key_decrypt(call: Call, name: str, version: str = "") -> tuple[int, Payload]
 
 
 def key_sign(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
-    digest = _bytes(call.body, "value", required=True)
-    assert digest is not None
     result = services.key_sign(
-        actor=call.actor,
-        vault_name=call.vault_name,
-        name=name,
-        version=_version(version),
-        algorithm=_algorithm(call),
-        digest=digest,
+        **_on_version(call, name, version), digest=_required_bytes(call.body, "value")
     )
     return 200, shapes.operation_result(result, call.vault_url)
 
 
 def key_verify(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
-    digest = _bytes(call.body, "digest", required=True)
-    signature = _bytes(call.body, "value", required=True)
-    assert digest is not None and signature is not None
     result = services.key_verify(
-        actor=call.actor,
-        vault_name=call.vault_name,
-        name=name,
-        version=_version(version),
-        algorithm=_algorithm(call),
-        digest=digest,
-        signature=signature,
+        **_on_version(call, name, version),
+        digest=_required_bytes(call.body, "digest"),
+        signature=_required_bytes(call.body, "value"),
     )
     return 200, {"value": result.valid}
 
 
 def key_wrap(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
-    key = _bytes(call.body, "value", required=True)
-    assert key is not None
     result = services.key_wrap(
-        actor=call.actor,
-        vault_name=call.vault_name,
-        name=name,
-        version=_version(version),
-        algorithm=_algorithm(call),
-        key=key,
+        **_on_version(call, name, version), key=_required_bytes(call.body, "value")
     )
     return 200, shapes.operation_result(result, call.vault_url)
 
 
 def key_unwrap(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
-    encrypted_key = _bytes(call.body, "value", required=True)
-    assert encrypted_key is not None
     result = services.key_unwrap(
-        actor=call.actor,
-        vault_name=call.vault_name,
-        name=name,
-        version=_version(version),
-        algorithm=_algorithm(call),
-        encrypted_key=encrypted_key,
+        **_on_version(call, name, version), encrypted_key=_required_bytes(call.body, "value")
     )
     return 200, shapes.operation_result(result, call.vault_url)
 
@@ -635,74 +410,3 @@ def _version_page(page: Page, versions: QuerySet[KeyVersion]) -> dict[str, Any]:
         if more
         else None,
     }
-
-
-# --- routes ------------------------------------------------------------------------------------
-#
-# Paths are at the root of each vault's host (the SDKs' key ids need it), matched in order
-# without their leading slash; each names an operation per method. A name is one segment;
-# an empty version segment (`/keys/{name}//sign`) means the current version, as the SDKs
-# send it.
-
-
-def re_path(pattern: str, handlers: Route) -> tuple[re.Pattern[str], Route]:
-    return re.compile(pattern), handlers
-
-
-NAME = r"(?P<name>[^/]+)"
-VERSION = r"(?P<version>[^/]*)"
-KEY_METHODS = {
-    "PUT": (Operation.KEY_IMPORT, key_import),
-    "DELETE": (Operation.KEY_DELETE, key_delete),
-    "GET": (Operation.KEY_GET, key_get),
-    "PATCH": (Operation.KEY_UPDATE, key_update),
-}
-
-ROUTES = [
-    re_path(r"^keys$", route(GET=(Operation.KEY_LIST, key_list))),
-    # POST /keys/restore restores; the other methods are those of a key named "restore".
-    re_path(
-        r"^keys/(?P<name>restore)$",
-        route(POST=(Operation.KEY_RESTORE, key_restore), **KEY_METHODS),
-    ),
-    re_path(rf"^keys/{NAME}$", route(**KEY_METHODS)),
-    re_path(
-        rf"^keys/{NAME}/$",
-        route(GET=(Operation.KEY_GET, key_get), PATCH=(Operation.KEY_UPDATE, key_update)),
-    ),
-    re_path(rf"^keys/{NAME}/create$", route(POST=(Operation.KEY_CREATE, key_create))),
-    re_path(
-        rf"^keys/{NAME}/versions$", route(GET=(Operation.KEY_LIST_VERSIONS, key_list_versions))
-    ),
-    re_path(rf"^keys/{NAME}/backup$", route(POST=(Operation.KEY_BACKUP, key_backup))),
-    re_path(rf"^keys/{NAME}/rotate$", route(POST=(Operation.KEY_ROTATE, key_rotate))),
-    re_path(
-        rf"^keys/{NAME}/rotationpolicy$",
-        route(
-            GET=(Operation.KEY_ROTATION_POLICY_GET, rotation_policy_get),
-            PUT=(Operation.KEY_ROTATION_POLICY_SET, rotation_policy_set),
-        ),
-    ),
-    re_path(
-        rf"^keys/{NAME}/(?P<version>[^/]+)$",
-        route(GET=(Operation.KEY_GET, key_get), PATCH=(Operation.KEY_UPDATE, key_update)),
-    ),
-    re_path(rf"^keys/{NAME}/{VERSION}/encrypt$", route(POST=(Operation.KEY_ENCRYPT, key_encrypt))),
-    re_path(rf"^keys/{NAME}/{VERSION}/decrypt$", route(POST=(Operation.KEY_DECRYPT, key_decrypt))),
-    re_path(rf"^keys/{NAME}/{VERSION}/sign$", route(POST=(Operation.KEY_SIGN, key_sign))),
-    re_path(rf"^keys/{NAME}/{VERSION}/verify$", route(POST=(Operation.KEY_VERIFY, key_verify))),
-    re_path(rf"^keys/{NAME}/{VERSION}/wrapkey$", route(POST=(Operation.KEY_WRAP, key_wrap))),
-    re_path(rf"^keys/{NAME}/{VERSION}/unwrapkey$", route(POST=(Operation.KEY_UNWRAP, key_unwrap))),
-    re_path(r"^deletedkeys$", route(GET=(Operation.KEY_LIST_DELETED, deleted_key_list))),
-    re_path(
-        rf"^deletedkeys/{NAME}$",
-        route(
-            GET=(Operation.KEY_GET_DELETED, deleted_key_get),
-            DELETE=(Operation.KEY_PURGE, deleted_key_purge),
-        ),
-    ),
-    re_path(
-        rf"^deletedkeys/{NAME}/recover$", route(POST=(Operation.KEY_RECOVER, deleted_key_recover))
-    ),
-    re_path(r"^rng$", route(POST=(Operation.RANDOM_BYTES_GET, random_bytes))),
-]

@@ -1,0 +1,299 @@
+"""The vault endpoint: Azure Key Vault's keys REST API, served on each vault's own host.
+
+A thin face over the services. `serve()` is called by the vault-host middleware for every
+request to a vault host, ahead of the console's middleware (sessions, CSRF and sign-in mean
+nothing here). It answers the bearer challenge before reading any body, checks the
+api-version, parses the JSON body, and hands each request to one view (views.py), which
+calls one service and shapes its result as Azure does (keys/shapes.py). Every request is
+recorded: the service records what it does, and a request refused before any service ran is
+recorded here through `vaults.services.request_refuse`.
+"""
+
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+
+from accounts import tokens
+from accounts.models import User
+from kvconsole.errors import BadParameter, NotFound, ServiceError, Unauthorized
+from kvconsole.middleware import client_ip
+from vaults import activity
+from vaults import services as vault_services
+from vaults.models import Face, Operation
+from vaults.permissions import request_cache
+
+from . import views
+from .views import Call, Payload, View
+
+logger = logging.getLogger(__name__)
+
+API_VERSIONS = ("7.4", "7.5", "7.6", "2025-07-01")
+LATEST_API_VERSION = "2025-07-01"
+
+
+class RequestTooLarge(BadParameter):
+    status = 413
+    code = "RequestBodyTooLarge"
+
+
+class UnsupportedRequest(NotFound):
+    """A path or method the vault endpoint does not have."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """What a path offers, per method: the operation recorded for it and the view."""
+
+    methods: dict[str, tuple[Operation, View]]
+
+
+def route(**methods: tuple[Operation, View]) -> Route:
+    return Route(methods)
+
+
+# --- serving -------------------------------------------------------------------------------
+
+
+def serve(request: HttpRequest, vault_name: str) -> HttpResponse:
+    """Answer one vault endpoint request for `vault_name`."""
+    request_id = str(uuid.uuid4())
+    # From META, not request.headers: that one is built from every key of the WSGI
+    # environment, which granian fills with the whole process environment.
+    client_request_id = request.META.get("HTTP_X_MS_CLIENT_REQUEST_ID", "")
+    api_version = request.GET.get("api-version", "")
+    with (
+        activity.request_context(
+            face=Face.API,
+            client_ip=client_ip(request),
+            correlation_id=client_request_id,
+            api_version=api_version,
+            request_id=request_id,
+        ),
+        request_cache(),
+    ):
+        status, payload, challenge = _answer(request, vault_name, api_version)
+    response = HttpResponse(
+        b"" if payload is None else json.dumps(payload, separators=(",", ":")),
+        status=status,
+        content_type="application/json; charset=utf-8",
+    )
+    response["Cache-Control"] = "no-cache"
+    response["x-ms-request-id"] = request_id
+    if client_request_id:
+        response["x-ms-client-request-id"] = client_request_id[:64]
+    response["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    response["X-Content-Type-Options"] = "nosniff"
+    if challenge:
+        response["WWW-Authenticate"] = (
+            f'Bearer authorization="{tokens.authority()}", resource="{tokens.vault_resource()}"'
+        )
+    return response
+
+
+def _answer(request: HttpRequest, vault_name: str, api_version: str) -> tuple[int, Payload, bool]:
+    """(status, body, whether to send the bearer challenge)."""
+    operation, view, kwargs = _route(request)
+    target = _target(vault_name, kwargs)
+    actor: User | None = None
+    try:
+        actor = _authenticated(request)
+        if view is None:
+            raise UnsupportedRequest(
+                f"The vault endpoint has no operation {request.method} {request.path}."
+            )
+        _check_api_version(api_version)
+        call = Call(
+            request=request,
+            actor=actor,
+            vault_name=vault_name,
+            vault_url=f"https://{request.META.get('HTTP_HOST', '')}",
+            api_version=api_version,
+            body=_body(request),
+        )
+        status, payload = view(call, **kwargs)
+        return status, payload, False
+    except ServiceError as error:
+        _record_unless_recorded(actor, operation, error, vault_name, target)
+        return error.status, error.as_azure_error(), isinstance(error, Unauthorized)
+    except Exception:
+        # Never the exception's text or locals in the answer: they may hold key material.
+        logger.exception("Vault endpoint request failed: %s %s", request.method, request.path)
+        failure = ServiceError("The server failed to process the request; it has been logged.")
+        _record_unless_recorded(actor, operation, failure, vault_name, target)
+        return failure.status, failure.as_azure_error(), False
+
+
+def _record_unless_recorded(
+    actor: User | None, operation: Operation, error: ServiceError, vault_name: str, target: str
+) -> None:
+    """Record a refusal no service recorded; `actor` is None before the caller is known."""
+    if not activity.written_in_request():
+        vault_services.request_refuse(
+            actor=actor or vault_services.anonymous_caller(),
+            operation=operation,
+            error=error,
+            vault_name=vault_name,
+            target=target,
+        )
+
+
+def _route(request: HttpRequest) -> tuple[Operation, View | None, dict[str, str]]:
+    path = request.path_info.removeprefix("/")
+    for pattern, handlers in ROUTES:
+        match = pattern.match(path)
+        if match is not None:
+            found = handlers.methods.get(request.method or "")
+            if found is None:
+                return Operation.UNSUPPORTED_REQUEST, None, match.groupdict()
+            return found[0], found[1], match.groupdict()
+    return Operation.UNSUPPORTED_REQUEST, None, {}
+
+
+def _target(vault_name: str, kwargs: dict[str, str]) -> str:
+    target = f"vaults/{vault_name}"
+    if "name" in kwargs:
+        target += f"/keys/{kwargs['name']}"
+        if kwargs.get("version"):
+            target += f"/{kwargs['version']}"
+    return target
+
+
+def _authenticated(request: HttpRequest) -> User:
+    """The application principal behind the request's bearer token.
+
+    Checked before anything else is read: a client's first request carries no token and no
+    body, and must get the challenge that tells it where to get one.
+    """
+    scheme, _, token = request.META.get("HTTP_AUTHORIZATION", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("AKV10000: Request is missing a Bearer or PoP token.")
+    return tokens.principal_for(token.strip())
+
+
+def _check_api_version(api_version: str) -> None:
+    if not api_version:
+        raise BadParameter(
+            f"The api-version query parameter is required; use one of {', '.join(API_VERSIONS)}."
+        )
+    if api_version not in API_VERSIONS:
+        raise BadParameter(
+            f"The specified version ({api_version}) is not recognized. Consider using the "
+            f"latest supported version ({LATEST_API_VERSION})."
+        )
+
+
+def _no_constant(name: str) -> None:
+    """NaN and Infinity are not JSON, though Python's parser takes them."""
+    raise ValueError(name)
+
+
+def _body(request: HttpRequest) -> dict[str, Any]:
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        raise BadParameter("The Content-Length header is not a number.") from None
+    limit = settings.KVCONSOLE_MAX_REQUEST_BYTES
+    if length > limit:
+        raise RequestTooLarge(f"The request body is {length} bytes; at most {limit} are accepted.")
+    if length == 0 or request.method not in ("POST", "PUT", "PATCH"):
+        return {}
+    try:
+        body = json.loads(request.body, parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise BadParameter("The request body is not valid JSON.") from None
+    if not isinstance(body, dict):
+        raise BadParameter("The request body must be a JSON object.")
+    return body
+
+
+# --- routes ------------------------------------------------------------------------------------
+#
+# Paths are at the root of each vault's host (the SDKs' key ids need it), matched in order
+# without their leading slash; each names an operation per method. A name is one segment;
+# an empty version segment (`/keys/{name}//sign`) means the current version, as the SDKs
+# send it.
+
+
+def path_route(pattern: str, handlers: Route) -> tuple[re.Pattern[str], Route]:
+    return re.compile(pattern), handlers
+
+
+NAME = r"(?P<name>[^/]+)"
+VERSION = r"(?P<version>[^/]*)"
+KEY_METHODS = {
+    "PUT": (Operation.KEY_IMPORT, views.key_import),
+    "DELETE": (Operation.KEY_DELETE, views.key_delete),
+    "GET": (Operation.KEY_GET, views.key_get),
+    "PATCH": (Operation.KEY_UPDATE, views.key_update),
+}
+
+ROUTES = [
+    path_route(r"^keys$", route(GET=(Operation.KEY_LIST, views.key_list))),
+    # POST /keys/restore restores; the other methods are those of a key named "restore".
+    path_route(
+        r"^keys/(?P<name>restore)$",
+        route(POST=(Operation.KEY_RESTORE, views.key_restore), **KEY_METHODS),
+    ),
+    path_route(rf"^keys/{NAME}$", route(**KEY_METHODS)),
+    path_route(
+        rf"^keys/{NAME}/$",
+        route(
+            GET=(Operation.KEY_GET, views.key_get), PATCH=(Operation.KEY_UPDATE, views.key_update)
+        ),
+    ),
+    path_route(rf"^keys/{NAME}/create$", route(POST=(Operation.KEY_CREATE, views.key_create))),
+    path_route(
+        rf"^keys/{NAME}/versions$",
+        route(GET=(Operation.KEY_LIST_VERSIONS, views.key_list_versions)),
+    ),
+    path_route(rf"^keys/{NAME}/backup$", route(POST=(Operation.KEY_BACKUP, views.key_backup))),
+    path_route(rf"^keys/{NAME}/rotate$", route(POST=(Operation.KEY_ROTATE, views.key_rotate))),
+    path_route(
+        rf"^keys/{NAME}/rotationpolicy$",
+        route(
+            GET=(Operation.KEY_ROTATION_POLICY_GET, views.rotation_policy_get),
+            PUT=(Operation.KEY_ROTATION_POLICY_SET, views.rotation_policy_set),
+        ),
+    ),
+    path_route(
+        rf"^keys/{NAME}/(?P<version>[^/]+)$",
+        route(
+            GET=(Operation.KEY_GET, views.key_get), PATCH=(Operation.KEY_UPDATE, views.key_update)
+        ),
+    ),
+    path_route(
+        rf"^keys/{NAME}/{VERSION}/encrypt$", route(POST=(Operation.KEY_ENCRYPT, views.key_encrypt))
+    ),
+    path_route(
+        rf"^keys/{NAME}/{VERSION}/decrypt$", route(POST=(Operation.KEY_DECRYPT, views.key_decrypt))
+    ),
+    path_route(rf"^keys/{NAME}/{VERSION}/sign$", route(POST=(Operation.KEY_SIGN, views.key_sign))),
+    path_route(
+        rf"^keys/{NAME}/{VERSION}/verify$", route(POST=(Operation.KEY_VERIFY, views.key_verify))
+    ),
+    path_route(
+        rf"^keys/{NAME}/{VERSION}/wrapkey$", route(POST=(Operation.KEY_WRAP, views.key_wrap))
+    ),
+    path_route(
+        rf"^keys/{NAME}/{VERSION}/unwrapkey$", route(POST=(Operation.KEY_UNWRAP, views.key_unwrap))
+    ),
+    path_route(r"^deletedkeys$", route(GET=(Operation.KEY_LIST_DELETED, views.deleted_key_list))),
+    path_route(
+        rf"^deletedkeys/{NAME}$",
+        route(
+            GET=(Operation.KEY_GET_DELETED, views.deleted_key_get),
+            DELETE=(Operation.KEY_PURGE, views.deleted_key_purge),
+        ),
+    ),
+    path_route(
+        rf"^deletedkeys/{NAME}/recover$",
+        route(POST=(Operation.KEY_RECOVER, views.deleted_key_recover)),
+    ),
+    path_route(r"^rng$", route(POST=(Operation.RANDOM_BYTES_GET, views.random_bytes))),
+]
