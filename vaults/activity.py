@@ -34,6 +34,7 @@ from django.utils import timezone
 from accounts.models import User
 from kvconsole.errors import ServiceError
 
+from . import readcache
 from .models import ActivityEntry, Face, Operation, Result
 
 GENESIS_HASH = "0" * 64
@@ -137,6 +138,8 @@ def atomic() -> Iterator[None]:
     pending = _pending.get()
     if pending is None:
         raise RuntimeError("activity.atomic() used outside an operation")
+    # What this request reads from now on must include its own change.
+    readcache.forget()
     with transaction.atomic():
         yield
         _append(pending, Result.SUCCESS, pending.status_code, "")

@@ -385,6 +385,21 @@ class ActivityQuerySet(models.QuerySet["ActivityEntry"]):
         return entries if result == Result.SUCCESS else entries.exclude(result=Result.SUCCESS)
 
 
+class ChangeCounter(models.Model):
+    """One row that every committed change to what key operations look up and authorize
+    with (keys and versions, vaults, groups, principals, memberships, grants) moves on.
+
+    Database triggers move it in the transaction that makes the change, so no writer (a
+    service, the admin, a shell) can forget to; vaults/readcache.py installs them and reads
+    the value once per request to know whether its per-process cache is still current.
+    """
+
+    value = models.BigIntegerField()
+
+    def __str__(self) -> str:
+        return f"change {self.value}"
+
+
 class ActivityEntry(models.Model):
     # A dense sequence (not an auto-increment id): the chain links seq n to seq n-1, so a
     # gap is a deleted entry.

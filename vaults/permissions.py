@@ -38,6 +38,7 @@ from accounts.models import Application, User
 from accounts.roles import RoleDefinition
 from kvconsole.errors import Forbidden, Unauthorized
 
+from . import readcache
 from .models import KEY_PERMISSIONS, ResourceGroup, RoleAssignment, Vault, policy_codename
 
 
@@ -317,6 +318,7 @@ def _forget() -> None:
     cache = _cache.get()
     if cache is not None:
         cache.clear()
+    readcache.forget()
 
 
 _INACTIVE = -1
@@ -334,6 +336,14 @@ def _grants_and_activity(actor: User, chain: list[Model]) -> tuple[list[set[str]
     cache_key = (actor.pk, *((type(item), item.pk) for item in chain))
     if cache is not None and cache_key in cache:
         return cache[cache_key], bool(cache[("active", actor.pk)])
+    held, active = readcache.cached(("grants", *cache_key), lambda: _read_grants(actor, chain))
+    if cache is not None:
+        cache[cache_key] = held
+        cache[("active", actor.pk)] = active
+    return held, active
+
+
+def _read_grants(actor: User, chain: list[Model]) -> tuple[list[set[str]], bool]:
     held: list[set[str]] = [set() for _ in chain]
     # Named parameters, as in keys/services/_shared.py's lookup: cheaper to bind on SQLite.
     params: dict[str, Any] = {"actor": actor.pk}
@@ -348,9 +358,6 @@ def _grants_and_activity(actor: User, chain: list[Model]) -> tuple[list[set[str]
         rows = []
     for level, codename in rows:
         held[level].add(codename)
-    if cache is not None:
-        cache[cache_key] = held
-        cache[("active", actor.pk)] = active
     return held, active
 
 
@@ -364,7 +371,9 @@ def _active(actor: User) -> bool:
     key = ("active", actor.pk)
     if cache is not None and key in cache:
         return bool(cache[key])
-    active = User.objects.filter(pk=actor.pk, is_active=True).exists()
+    active = readcache.cached(
+        key, lambda: User.objects.filter(pk=actor.pk, is_active=True).exists()
+    )
     if cache is not None:
         cache[key] = active
     return active

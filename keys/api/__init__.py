@@ -23,7 +23,7 @@ from accounts import tokens
 from accounts.models import User
 from kvconsole.errors import BadParameter, NotFound, ServiceError, Unauthorized
 from kvconsole.middleware import client_ip
-from vaults import activity
+from vaults import activity, readcache
 from vaults import services as vault_services
 from vaults.models import Face, Operation
 from vaults.permissions import request_cache
@@ -76,6 +76,7 @@ def serve(request: HttpRequest, vault_name: str) -> HttpResponse:
             request_id=request_id,
         ),
         request_cache(),
+        readcache.scope(),
     ):
         status, payload, challenge = _answer(request, vault_name, api_version)
     response = HttpResponse(

@@ -21,7 +21,7 @@ from kvconsole.errors import (
     NotFound,
     OperationNotAllowed,
 )
-from vaults import activity
+from vaults import activity, readcache
 from vaults.models import ResourceGroup, Vault
 from vaults.permissions import Action, authorize
 from vaults.services import vault_lookup
@@ -168,11 +168,27 @@ def _live_version(vault_name: str, name: str, version: str | None) -> KeyVersion
 
 
 def resolve_version(
-    actor: User, action: Action, vault_name: str, name: str, version: str | None
+    actor: User,
+    action: Action,
+    vault_name: str,
+    name: str,
+    version: str | None,
+    *,
+    shared: bool = False,
 ) -> KeyVersion:
-    """A version of a live key (the current one when `version` is empty), authorized."""
+    """A version of a live key (the current one when `version` is empty), authorized.
+
+    With `shared`, for callers that only read the version, it may be an instance this
+    process read before at the same state of the database (vaults/readcache.py).
+    """
     describe_key(vault_name, name, version)
-    found = _live_version(vault_name, name, version)
+    if shared:
+        found = readcache.cached(
+            ("version", vault_name.lower(), name.lower(), (version or "").lower()),
+            lambda: _live_version(vault_name, name, version),
+        )
+    else:
+        found = _live_version(vault_name, name, version)
     if found is None:
         raise_not_found(actor, action, vault_name, name, deleted=False)
     activity.describe(found)

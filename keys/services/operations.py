@@ -43,7 +43,7 @@ class VerifyResult:
 def _prepare(
     actor: User, action: Action, key_op: str, vault_name: str, name: str, version: str | None
 ) -> tuple[KeyVersion, crypto.Material]:
-    target = resolve_version(actor, action, vault_name, name, version)
+    target = resolve_version(actor, action, vault_name, name, version, shared=True)
     check_usable(target, key_op)
     return target, loaded_material(target)
 
