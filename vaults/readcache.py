@@ -176,22 +176,35 @@ def _install_postgresql_triggers(
 ) -> None:
     # Deferred to the commit and counted once per transaction: the counter's row lock is
     # taken last and held only while committing, so writers of unrelated rows never queue
-    # behind each other's open transactions (or deadlock over it).
+    # behind each other's open transactions (or deadlock over it). The function keeps the
+    # search_path it was created with, so a session with another one (search_path = '')
+    # still finds the counter.
     cursor.execute(
         "CREATE OR REPLACE FUNCTION kvconsole_count_change() RETURNS trigger "
-        "LANGUAGE plpgsql AS $$ BEGIN "
+        "LANGUAGE plpgsql SET search_path FROM CURRENT AS $$ BEGIN "
         f"IF current_setting('{_COUNTED_SETTING}', true) IS DISTINCT FROM 'yes' THEN "
         f"{bump}; PERFORM set_config('{_COUNTED_SETTING}', 'yes', true); END IF; "
         "RETURN NULL; END $$"
     )
-    cursor.execute("SELECT tgname FROM pg_trigger WHERE tgname LIKE %s", ["kvconsole_changes_%"])
-    installed = {name for (name,) in cursor.fetchall()}
+    # Trigger names are per table in PostgreSQL: one short name everywhere, looked up by
+    # table, never truncated at 63 bytes (which would make the next migrate create it again).
+    cursor.execute(
+        "SELECT c.relname, t.tgname FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid "
+        "WHERE c.relnamespace = current_schema()::regnamespace AND t.tgname IN (%s, %s)",
+        ["kvconsole_changes", "kvconsole_changes_truncate"],
+    )
+    installed = set(cursor.fetchall())
     for table in tables:
-        name = f"kvconsole_changes_{table}"
-        if name not in installed:
+        if (table, "kvconsole_changes") not in installed:
             cursor.execute(
-                f"CREATE CONSTRAINT TRIGGER {quote(name)} "
+                "CREATE CONSTRAINT TRIGGER kvconsole_changes "
                 f"AFTER INSERT OR UPDATE OR DELETE ON {quote(table)} "
                 "DEFERRABLE INITIALLY DEFERRED FOR EACH ROW "
                 "EXECUTE FUNCTION kvconsole_count_change()"
+            )
+        if (table, "kvconsole_changes_truncate") not in installed:
+            # TRUNCATE fires no row triggers; it locks the table exclusively anyway.
+            cursor.execute(
+                f"CREATE TRIGGER kvconsole_changes_truncate AFTER TRUNCATE ON {quote(table)} "
+                "FOR EACH STATEMENT EXECUTE FUNCTION kvconsole_count_change()"
             )
