@@ -98,21 +98,23 @@ class _Keyring:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._loaded: tuple[Path, tuple[int, int, int], list[SigningKey]] | None = None
+        # (path, stamp, keys): the path as a string, since comparing Path objects on each
+        # request costs more than the stat that tells whether the file changed.
+        self._loaded: tuple[str, tuple[int, int, int], list[SigningKey]] | None = None
 
     def current(self) -> list[SigningKey]:
         """Every key that still verifies, newest (the signing key) first."""
-        path = Path(settings.KVCONSOLE_TOKEN_KEY_FILE)
+        path = str(settings.KVCONSOLE_TOKEN_KEY_FILE)
         with self._lock:
             try:
                 stamp = secretfiles.stamp(path)
             except FileNotFoundError:
                 # Losing this file only invalidates tokens issued under it (they last an
                 # hour), so a development deployment may simply make a new one.
-                secretfiles.create_development_file(path, _document([_new_key()]))
+                secretfiles.create_development_file(Path(path), _document([_new_key()]))
                 stamp = secretfiles.stamp(path)
             if self._loaded is None or self._loaded[:2] != (path, stamp):
-                self._loaded = (path, stamp, _parse(path))
+                self._loaded = (path, stamp, _parse(Path(path)))
             return self._loaded[2]
 
     def signing_key(self) -> SigningKey:
