@@ -235,6 +235,24 @@ KEY_METHODS = {
 }
 
 ROUTES = [
+    # The cryptographic operations first: they are nearly every request an application
+    # sends, and no other route ends in their last segment.
+    path_route(
+        rf"^keys/{NAME}/{VERSION}/encrypt$", route(POST=(Operation.KEY_ENCRYPT, views.key_encrypt))
+    ),
+    path_route(
+        rf"^keys/{NAME}/{VERSION}/decrypt$", route(POST=(Operation.KEY_DECRYPT, views.key_decrypt))
+    ),
+    path_route(rf"^keys/{NAME}/{VERSION}/sign$", route(POST=(Operation.KEY_SIGN, views.key_sign))),
+    path_route(
+        rf"^keys/{NAME}/{VERSION}/verify$", route(POST=(Operation.KEY_VERIFY, views.key_verify))
+    ),
+    path_route(
+        rf"^keys/{NAME}/{VERSION}/wrapkey$", route(POST=(Operation.KEY_WRAP, views.key_wrap))
+    ),
+    path_route(
+        rf"^keys/{NAME}/{VERSION}/unwrapkey$", route(POST=(Operation.KEY_UNWRAP, views.key_unwrap))
+    ),
     path_route(r"^keys$", route(GET=(Operation.KEY_LIST, views.key_list))),
     # POST /keys/restore restores; the other methods are those of a key named "restore".
     path_route(
@@ -267,22 +285,6 @@ ROUTES = [
         route(
             GET=(Operation.KEY_GET, views.key_get), PATCH=(Operation.KEY_UPDATE, views.key_update)
         ),
-    ),
-    path_route(
-        rf"^keys/{NAME}/{VERSION}/encrypt$", route(POST=(Operation.KEY_ENCRYPT, views.key_encrypt))
-    ),
-    path_route(
-        rf"^keys/{NAME}/{VERSION}/decrypt$", route(POST=(Operation.KEY_DECRYPT, views.key_decrypt))
-    ),
-    path_route(rf"^keys/{NAME}/{VERSION}/sign$", route(POST=(Operation.KEY_SIGN, views.key_sign))),
-    path_route(
-        rf"^keys/{NAME}/{VERSION}/verify$", route(POST=(Operation.KEY_VERIFY, views.key_verify))
-    ),
-    path_route(
-        rf"^keys/{NAME}/{VERSION}/wrapkey$", route(POST=(Operation.KEY_WRAP, views.key_wrap))
-    ),
-    path_route(
-        rf"^keys/{NAME}/{VERSION}/unwrapkey$", route(POST=(Operation.KEY_UNWRAP, views.key_unwrap))
     ),
     path_route(r"^deletedkeys$", route(GET=(Operation.KEY_LIST_DELETED, views.deleted_key_list))),
     path_route(
