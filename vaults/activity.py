@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
-from django.db.models import CharField
+from django.db.models import CharField, FloatField, IntegerField
 from django.utils import timezone
 
 from accounts.models import User
@@ -306,10 +306,12 @@ def _insert_chained(values: dict[str, Any]) -> None:
 
 @functools.cache
 def _payload_columns() -> list[tuple[Any, bool]]:
-    """Each payload field, and whether its value needs the database's preparation (text
-    columns take a str as it is)."""
+    """Each payload field, and whether its value needs the database's preparation: text and
+    number columns take the str, int or float that `_append` builds as it is; times, UUIDs
+    and addresses are converted."""
     fields = [ActivityEntry._meta.get_field(name) for name in _PAYLOAD_FIELDS]
-    return [(field, not isinstance(field, CharField)) for field in fields]
+    taken_as_is = CharField | IntegerField | FloatField
+    return [(field, not isinstance(field, taken_as_is)) for field in fields]
 
 
 @functools.cache
