@@ -25,7 +25,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from django.apps import apps
-from django.db import DEFAULT_DB_ALIAS, connections
+from django.db import DEFAULT_DB_ALIAS, connections, transaction
 
 # What the cached reads depend on. A model whose rows the key lookup or a grant check reads
 # belongs here; its triggers are installed after every `migrate`.
@@ -88,7 +88,11 @@ def forget() -> None:
 
 def cached[T](key: tuple[object, ...], read: Callable[[], T]) -> T:
     """`read()`, or what this process read under `key` at the same counter value. Outside a
-    scope (the console, the CLI) and inside a transaction it is always `read()`."""
+    scope (the console, the CLI) and inside a transaction it is always `read()`.
+
+    None (nothing found) is not kept: any caller could ask for names that do not exist, and
+    would otherwise push out what is really used.
+    """
     entries = _entries()
     if entries is None:
         return read()
@@ -97,9 +101,10 @@ def cached[T](key: tuple[object, ...], read: Callable[[], T]) -> T:
     except KeyError:
         pass
     value = read()
-    if len(entries) >= MAX_ENTRIES:
-        entries.clear()
-    entries[key] = value
+    if value is not None:
+        if len(entries) >= MAX_ENTRIES:
+            entries.clear()
+        entries[key] = value
     return value
 
 
@@ -110,6 +115,11 @@ def _entries() -> dict[tuple[object, ...], Any] | None:
     if current.entries is None:
         global _process
         counter = _counter()
+        if counter is None:
+            # No counter (a database migrated halfway, or flushed without its post_migrate):
+            # no trigger can move it, so nothing may be shared until `install_triggers` runs.
+            current.entries = {}
+            return None
         known, entries = _process
         if known != counter:
             entries = {}
@@ -118,13 +128,11 @@ def _entries() -> dict[tuple[object, ...], Any] | None:
     return current.entries
 
 
-def _counter() -> int:
+def _counter() -> int | None:
     with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
         cursor.execute(_counter_sql(), {"id": _COUNTER_ID})
         row = cursor.fetchone()
-    # No row (a database flushed and not yet migrated): a value no row ever has, so nothing
-    # read now is mistaken for anything read later.
-    return -2 if row is None else int(row[0])
+    return None if row is None else int(row[0])
 
 
 @functools.cache
@@ -135,11 +143,13 @@ def _counter_sql() -> str:
 
 
 def install_triggers(using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
-    """Create the counter row and each watched table's triggers where they are missing.
+    """Create each watched table's triggers where they are missing, and move the counter to
+    a new random value (creating its row if need be).
 
     Runs after every `migrate` and `flush` (a post_migrate receiver): SQLite drops a table's
-    triggers when a migration rebuilds the table, and a flush empties the counter. A new
-    counter starts at a random value, so it never repeats one a running process has seen.
+    triggers when a migration rebuilds the table, and a flush empties the counter. A change
+    committed while a trigger was missing moved nothing, so every process must read afresh
+    once the triggers are back; a random value never repeats one a process has seen.
     """
     connection = connections[using]
     existing = set(connection.introspection.table_names())
@@ -153,32 +163,40 @@ def install_triggers(using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
         if table in existing
     ]
     bump = f"UPDATE {quote(counter)} SET value = value + 1 WHERE id = {_COUNTER_ID}"  # noqa: S608
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {quote(counter)} (id, value) SELECT %s, %s "  # noqa: S608
-            f"WHERE NOT EXISTS (SELECT 1 FROM {quote(counter)} WHERE id = %s)",
-            [_COUNTER_ID, secrets.randbits(62), _COUNTER_ID],
-        )
+    # One transaction, the counter moved last: no change can slip between a trigger's
+    # creation and the value processes start caching under.
+    with transaction.atomic(using=using), connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             _install_postgresql_triggers(cursor, quote, tables, bump)
-            return
-        for table in tables:
-            for event in ("INSERT", "UPDATE", "DELETE"):
-                name = quote(f"kvconsole_changes_{table}_{event.lower()}")
-                cursor.execute(
-                    f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON {quote(table)} "
-                    f"BEGIN {bump}; END"
-                )
+        else:
+            for table in tables:
+                for event in ("INSERT", "UPDATE", "DELETE"):
+                    name = quote(f"kvconsole_changes_{table}_{event.lower()}")
+                    cursor.execute(
+                        f"CREATE TRIGGER IF NOT EXISTS {name} AFTER {event} ON {quote(table)} "
+                        f"BEGIN {bump}; END"
+                    )
+        cursor.execute(
+            f"DELETE FROM {quote(counter)} WHERE id = %s",  # noqa: S608
+            [_COUNTER_ID],
+        )
+        cursor.execute(
+            f"INSERT INTO {quote(counter)} (id, value) VALUES (%s, %s)",  # noqa: S608
+            [_COUNTER_ID, secrets.randbits(62)],
+        )
 
 
 def _install_postgresql_triggers(
     cursor: Any, quote: Callable[[str], str], tables: list[str], bump: str
 ) -> None:
     # Deferred to the commit and counted once per transaction: the counter's row lock is
-    # taken last and held only while committing, so writers of unrelated rows never queue
-    # behind each other's open transactions (or deadlock over it). The function keeps the
-    # search_path it was created with, so a session with another one (search_path = '')
-    # still finds the counter.
+    # taken while committing and held only until the commit ends, so writers of unrelated
+    # rows do not queue behind each other's open transactions. One order can still deadlock
+    # (PostgreSQL then fails one of the two): a transaction that bumps the counter before a
+    # foreign-key check that waits on a row another writer holds FOR UPDATE while that writer
+    # waits for the counter. The services lock before they write, so none runs into it
+    # today. The function keeps the search_path it was created with, so a session with
+    # another one (search_path = '') still finds the counter.
     cursor.execute(
         "CREATE OR REPLACE FUNCTION kvconsole_count_change() RETURNS trigger "
         "LANGUAGE plpgsql SET search_path FROM CURRENT AS $$ BEGIN "

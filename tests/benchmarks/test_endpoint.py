@@ -294,14 +294,15 @@ def test_rsa_sign_costs_at_most_three_raw_signs(endpoint: Endpoint, tmp_path: Pa
     sign = endpoint.request("/keys/bench-rsa//sign", {"alg": "RS256", "value": b64url(digest)})
     private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     warm_up(sign, tmp_path)
-    loads, raws, ratios = [], [], []
+    loads, raws, ratios, against_faster = [], [], [], []
     for _ in range(ROUNDS):
         before = raw_sign_ms(private_key, digest)
         load = drive(endpoint.process, sign, tmp_path)
-        raw_ms = (before + raw_sign_ms(private_key, digest)) / 2
+        after = raw_sign_ms(private_key, digest)
         loads.append(load)
-        raws.append(raw_ms)
-        ratios.append(load.cpu_per_request_ms / raw_ms)
+        raws.append((before + after) / 2)
+        ratios.append(load.cpu_per_request_ms / raws[-1])
+        against_faster.append(load.cpu_per_request_ms / min(before, after))
     ratio = statistics.median(ratios)
     print(
         f"\nRSA-2048 RS256 sign over HTTPS, {CONNECTIONS} connections, "
@@ -309,7 +310,10 @@ def test_rsa_sign_costs_at_most_three_raw_signs(endpoint: Endpoint, tmp_path: Pa
         f"{median_load(loads).line('kvconsole /sign')}\n"
         f"  cryptography sign, loaded key      {statistics.median(raws):6.3f} ms CPU\n"
         f"  ratio per round                    {' '.join(f'{r:.2f}' for r in ratios)}\n"
-        f"  ratio (median)                     {ratio:6.2f}   (target <= 3)"
+        f"  ratio (median)                     {ratio:6.2f}   (target <= 3)\n"
+        # The stricter reading, for comparison: each round against the faster of its two
+        # raw samples rather than their mean.
+        f"  against the faster raw sample      {statistics.median(against_faster):6.2f}"
     )
     assert ratio <= 3
 
