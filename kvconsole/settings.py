@@ -60,12 +60,15 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     # Every view needs a signed-in person unless it is marked login_not_required (the
-    # sign-in pages, and any endpoint that authenticates its callers another way).
-    "django.contrib.auth.middleware.LoginRequiredMiddleware",
+    # sign-in pages, and any endpoint that authenticates its callers another way); htmx
+    # requests are sent to sign in with the whole page.
+    "kvconsole.console.SignInRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    # A service's refusal raised through a console view becomes its message.
+    "kvconsole.console.ServiceErrorMiddleware",
     "kvconsole.middleware.activity_context",
     # Last, as django-axes asks: it turns a lockout found while the view ran into the lockout
     # page. Sign-in records are written during the view, inside activity_context.

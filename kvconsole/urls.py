@@ -1,15 +1,15 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import path
+from django.urls import include, path
 
 from vaults import oauth
-from vaults import views as vault_views
 
 admin.site.site_header = "kvconsole administration"
 admin.site.site_title = "kvconsole"
 
 urlpatterns = [
-    path("", vault_views.overview, name="overview"),
+    path("", include("vaults.urls")),
+    path("", include("keys.urls")),
     path(
         "signin/",
         auth_views.LoginView.as_view(redirect_authenticated_user=True),

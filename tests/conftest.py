@@ -9,12 +9,16 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.core.handlers.base import BaseHandler
+from django.http import HttpRequest, HttpResponseBase
 
 from accounts.models import User
 from accounts.tokens import verified_tokens
+from keys import protection
 from keys import services as key_services
+from keys.crypto import Material
 from keys.models import KeyVersion
-from keys.protection import master_keyring, material_cache
+from keys.protection import ProtectedMaterial, master_keyring, material_cache
 from tests.factories import (
     ApplicationFactory,
     SuperuserFactory,
@@ -23,6 +27,7 @@ from tests.factories import (
     VaultFactory,
 )
 from tests.live import SUFFIX, LiveDeployment, live_deployment, vault_hosts_resolve_locally
+from tests.material import MaterialWatch
 from tests.sdk import Sdk
 from vaults.models import ActivityEntry, Face, Vault
 
@@ -54,6 +59,36 @@ def _empty_material_cache() -> Iterator[None]:
     material_cache.clear()
     yield
     material_cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def no_key_material_in_responses(monkeypatch: pytest.MonkeyPatch) -> Iterator[MaterialWatch]:
+    """Every response of every test (console pages and fragments, the admin, the vault
+    endpoint, served to the test client or a live server's thread) is scanned for the private
+    material of each key sealed meanwhile, and for anything shaped like a private key."""
+    watch = MaterialWatch()
+    protect = protection.protect
+
+    def remembering(material: Material, *, aad: bytes) -> ProtectedMaterial:
+        watch.remember(material)
+        return protect(material, aad=aad)
+
+    get_response = BaseHandler.get_response
+
+    def scanned(handler: BaseHandler, request: HttpRequest) -> HttpResponseBase:
+        response = get_response(handler, request)
+        if not response.streaming:
+            try:
+                watch.scan(response.content, f"{request.method} {request.path}")  # type: ignore[attr-defined]
+            except AssertionError as leak:
+                # Recorded rather than raised: a live server's thread would swallow it.
+                watch.leaks.append(str(leak))
+        return response
+
+    monkeypatch.setattr(protection, "protect", remembering)
+    monkeypatch.setattr(BaseHandler, "get_response", scanned)
+    yield watch
+    assert not watch.leaks, watch.leaks
 
 
 @pytest.fixture

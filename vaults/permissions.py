@@ -196,6 +196,12 @@ def may(actor: User, action: Action, obj: Securable | Application) -> bool:
     return bool(chain) and _allows(action, chain, _grants(actor, chain))
 
 
+def capabilities(actor: User, obj: Securable | Application, **actions: Action) -> dict[str, bool]:
+    """For each name, whether `actor` may perform its action on `obj`: what a face offers
+    (the services still decide when it is done). One grants query per object per request."""
+    return {name: may(actor, action, obj) for name, action in actions.items()}
+
+
 def _directory_allows(actor: User, action: Action, obj: object) -> bool:
     """Anyone may read the directory; people may register applications (as in Entra ID by
     default) and manage those they own."""

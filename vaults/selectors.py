@@ -16,8 +16,11 @@ from .permissions import DEPLOYMENT, Action, authorize, readable_activity, visib
 from .validation import console_host
 
 
-def resource_group_list(*, actor: User) -> QuerySet[ResourceGroup]:
-    return visible(actor, ResourceGroup.objects.all(), Action.RESOURCE_GROUP_READ)
+def resource_group_list(
+    *, actor: User, action: Action = Action.RESOURCE_GROUP_READ
+) -> QuerySet[ResourceGroup]:
+    """Resource groups on which the actor may perform `action` (by default, see them)."""
+    return visible(actor, ResourceGroup.objects.all(), action)
 
 
 def vault_list(

@@ -25,6 +25,7 @@ from keys.models import Key, KeyVersion
 from keys.protection import MaterialCache, ProtectedMaterial, material_cache
 from kvconsole.errors import BadParameter, Conflict, KeyDisabled
 from tests.factories import VaultFactory
+from tests.material import b64url, encodings, secret_parts
 from vaults import services as vault_services
 from vaults.models import ActivityEntry, Vault
 
@@ -34,10 +35,6 @@ RS256 = (padding.PKCS1v15(), utils.Prehashed(hashes.SHA256()))
 
 
 # --- helpers -------------------------------------------------------------------------------
-
-
-def b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def b64url_int(text: str) -> int:
@@ -57,31 +54,6 @@ def protected_of(row: KeyVersion) -> ProtectedMaterial:
 def stored_material(version: KeyVersion) -> Material:
     row = stored_row(version)
     return protection.unprotect(row.kty, protected_of(row), aad=row.storage_aad)
-
-
-def secret_parts(material: Material) -> list[bytes]:
-    """The private values of a key, as the fixed-width big-endian bytes they are stored as."""
-    key = material.key
-    if isinstance(key, bytes):
-        return [key]
-    if isinstance(key, rsa.RSAPrivateKey):
-        numbers = key.private_numbers()
-        half = key.key_size // 16
-        return [
-            numbers.d.to_bytes(key.key_size // 8),
-            numbers.p.to_bytes(half),
-            numbers.q.to_bytes(half),
-            numbers.dmp1.to_bytes(half),
-            numbers.dmq1.to_bytes(half),
-        ]
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return [key.private_numbers().private_value.to_bytes((key.curve.key_size + 7) // 8)]
-
-
-def encodings(secret: bytes) -> list[bytes]:
-    """Ways a secret could show up in a column; 24-character windows catch partial copies."""
-    forms = [secret, secret.hex().encode(), base64.b64encode(secret), b64url(secret).encode()]
-    return [form[:24] for form in forms] + [form[-24:] for form in forms]
 
 
 def row_bytes(row: KeyVersion) -> list[bytes]:

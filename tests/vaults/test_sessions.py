@@ -74,7 +74,7 @@ def signed_in_user_id(client: Client) -> str | None:
 
 
 def main_section(html: str) -> str:
-    found = re.search(r"<main>.*</main>", html, re.DOTALL)
+    found = re.search(r"<main\b.*</main>", html, re.DOTALL)
     assert found is not None
     return found.group(0)
 
@@ -400,7 +400,10 @@ def test_the_header_shows_who_is_signed_in_and_a_sign_out_button(
 ) -> None:
     client.force_login(outsider)
     html = client.get("/").content.decode()
-    assert f'<span class="principal">{outsider.display_name}</span>' in html
+    assert (
+        f'<span class="principal" title="{outsider.username}">{outsider.display_name}</span>'
+        in html
+    )
     assert '<form method="post" action="/signout/">' in html
 
 

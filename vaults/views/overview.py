@@ -8,7 +8,7 @@ from django.views.decorators.http import require_GET
 
 from kvconsole.http import AuthedRequest
 
-from . import selectors
+from .. import selectors
 
 
 @require_GET
