@@ -13,12 +13,12 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.contrib.auth.views import redirect_to_login
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render, resolve_url
 from django.template.loader import render_to_string
 from django_htmx.http import HttpResponseClientRedirect
 
-from .errors import ServiceError
+from .errors import NotFound, ServiceError
 from .http import AuthedRequest, is_partial
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,11 @@ class ServiceErrorMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, ServiceError):
             return refusal(request, exception)
-        if getattr(request, "htmx", False):
+        htmx = getattr(request, "htmx", False)
+        if isinstance(exception, Http404):
+            # Django's own 404 page, except that htmx gets it as an alert too.
+            return refusal(request, NotFound(str(exception))) if htmx else None
+        if htmx:
             # An htmx request must never swap in a stack trace or nothing at all.
             logger.exception("Console request failed: %s %s", request.method, request.path)
             return refusal(

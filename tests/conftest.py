@@ -4,6 +4,7 @@ Key files live in a per-session temporary directory, never in the developer's va
 """
 
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from tests.factories import (
 from tests.live import SUFFIX, LiveDeployment, live_deployment, vault_hosts_resolve_locally
 from tests.material import MaterialWatch
 from tests.sdk import Sdk
+from vaults import services as vault_services
 from vaults.models import ActivityEntry, Face, Vault
 
 
@@ -190,3 +192,47 @@ def one_entry_per_request(deployment: LiveDeployment, transactional_db: None) ->
     ]
     entries = ActivityEntry.objects.filter(seq__gte=first, face=Face.API).count()
     assert entries == len(served)
+
+
+@dataclass(frozen=True)
+class Personas:
+    """The console's people around one vault: its group's owner (Owner and Key Vault
+    Administrator on the resource group), a crypto user and a reader of the vault, and an
+    outsider with no grants."""
+
+    vault: Vault
+    owner: User
+    crypto_user: User
+    reader: User
+    outsider: User
+
+    def each(self) -> dict[str, User]:
+        return {
+            "owner": self.owner,
+            "crypto_user": self.crypto_user,
+            "reader": self.reader,
+            "outsider": self.outsider,
+        }
+
+
+@pytest.fixture
+def personas(system: User, vault: Vault) -> Personas:
+    group_scope = f"/resourceGroups/{vault.resource_group.name}"
+    vault_scope = f"{group_scope}/providers/Microsoft.KeyVault/vaults/{vault.name}"
+    people = {name: UserFactory.create(username=name) for name in ("owner", "crypto", "reader")}
+    for person, role, scope in (
+        (people["owner"], "Owner", group_scope),
+        (people["owner"], "Key Vault Administrator", group_scope),
+        (people["crypto"], "Key Vault Crypto User", vault_scope),
+        (people["reader"], "Key Vault Reader", vault_scope),
+    ):
+        vault_services.role_assignment_create(
+            actor=system, assignee=person.username, role=role, scope=scope
+        )
+    return Personas(
+        vault=vault,
+        owner=people["owner"],
+        crypto_user=people["crypto"],
+        reader=people["reader"],
+        outsider=UserFactory.create(username="outsider"),
+    )

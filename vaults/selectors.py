@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import cast
 
 from django.conf import settings
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 
 from accounts.models import User
 
@@ -24,8 +24,14 @@ def resource_group_list(
 
 
 def vault_list(
-    *, actor: User, resource_group: str | None = None, deleted: bool = False
+    *,
+    actor: User,
+    resource_group: str | None = None,
+    deleted: bool = False,
+    key_users: bool = False,
 ) -> QuerySet[Vault]:
+    """Vaults the actor may read; with `key_users` also those whose keys it may list (a
+    Crypto User holds no management role, yet works with the vault's keys)."""
     vaults = (
         Vault.objects.select_related("resource_group")
         .prefetch_related("host_aliases")
@@ -33,7 +39,11 @@ def vault_list(
     )
     if resource_group:
         vaults = vaults.filter(resource_group__name__iexact=resource_group)
-    return visible(actor, vaults, Action.DELETED_VAULT_READ if deleted else Action.VAULT_READ)
+    readable = visible(actor, vaults, Action.DELETED_VAULT_READ if deleted else Action.VAULT_READ)
+    if not key_users:
+        return readable
+    with_keys = visible(actor, Vault.objects.all(), Action.KEY_LIST)
+    return vaults.filter(Q(pk__in=readable.values("pk")) | Q(pk__in=with_keys.values("pk")))
 
 
 def activity_list(

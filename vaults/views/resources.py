@@ -56,7 +56,7 @@ def group_create(request: AuthedRequest) -> HttpResponse:
 @require_GET
 def group_detail(request: AuthedRequest, name: str) -> HttpResponse:
     group = visible_group(request, name)
-    vaults = selectors.vault_list(actor=request.user, resource_group=group.name)
+    vaults = selectors.vault_list(actor=request.user, resource_group=group.name, key_users=True)
     can = capabilities(
         request.user,
         group,
@@ -80,7 +80,9 @@ def group_delete(request: AuthedRequest, name: str) -> HttpResponse:
 
 
 def visible_vault(request: AuthedRequest, name: str) -> Vault:
-    vault = selectors.vault_list(actor=request.user).filter(name=name.lower()).first()
+    """A live vault the operator may see or use the keys of; 404 for anyone else."""
+    vaults = selectors.vault_list(actor=request.user, key_users=True)
+    vault = vaults.filter(name=name.lower()).first()
     if vault is None:
         raise Http404(f"No vault '{name}' that you can see.")
     return vault
@@ -88,7 +90,9 @@ def visible_vault(request: AuthedRequest, name: str) -> Vault:
 
 def _filtered_vaults(request: AuthedRequest) -> tuple[QuerySet[Vault], dict[str, str]]:
     filters = {name: request.GET.get(name, "").strip() for name in ("group", "location", "sku")}
-    vaults = selectors.vault_list(actor=request.user, resource_group=filters["group"] or None)
+    vaults = selectors.vault_list(
+        actor=request.user, resource_group=filters["group"] or None, key_users=True
+    )
     if filters["location"]:
         vaults = vaults.filter(location=filters["location"].replace(" ", "").lower())
     if filters["sku"]:
@@ -99,7 +103,7 @@ def _filtered_vaults(request: AuthedRequest) -> tuple[QuerySet[Vault], dict[str,
 @require_GET
 def vault_list(request: AuthedRequest) -> HttpResponse:
     vaults, filters = _filtered_vaults(request)
-    visible = selectors.vault_list(actor=request.user)
+    visible = selectors.vault_list(actor=request.user, key_users=True)
     context = {
         "vaults": vaults,
         "filters": filters,
