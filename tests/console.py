@@ -4,15 +4,15 @@ from typing import Any
 
 from django.test import Client
 
-HTMX = {"HTTP_HX_REQUEST": "true", "HTTP_HX_CURRENT_URL": "http://testserver/"}
+HTMX = {"HX-Request": "true", "HX-Current-URL": "http://testserver/"}
 
 
 def htmx_get(client: Client, url: str, **data: Any) -> Any:
-    return client.get(url, data, **HTMX)
+    return client.get(url, data, headers=HTMX)
 
 
 def htmx_post(client: Client, url: str, data: dict[str, Any] | None = None) -> Any:
-    return client.post(url, data or {}, **HTMX)
+    return client.post(url, data or {}, headers=HTMX)
 
 
 def is_fragment(response: Any) -> bool:
