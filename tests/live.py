@@ -51,6 +51,14 @@ class RequestLog:
             return len(self.entries)
 
 
+class _HttpsRequestHandler(QuietWSGIRequestHandler):
+    def get_environ(self) -> dict[str, str]:
+        environ = super().get_environ()
+        # The request came over TLS: Django then sees https (secure cookies, CSRF origins).
+        environ["HTTPS"] = "on"
+        return environ
+
+
 class _HttpsThread(LiveServerThread):
     def __init__(self, tls: devtls.TlsFiles, log: RequestLog, **kwargs: Any) -> None:
         self.tls = tls
@@ -60,7 +68,7 @@ class _HttpsThread(LiveServerThread):
     def _create_server(self, connections_override: Any = None) -> ThreadedWSGIServer:
         server = ThreadedWSGIServer(
             (self.host, self.port),
-            QuietWSGIRequestHandler,
+            _HttpsRequestHandler,
             allow_reuse_address=False,
             connections_override=connections_override,
         )
