@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import overview, resources
+from .views import applications, overview, resources
 
 urlpatterns = [
     path("", overview.overview, name="overview"),
@@ -15,4 +15,56 @@ urlpatterns = [
     path("vaults/<str:name>/", resources.vault_detail, name="vault-detail"),
     path("vaults/<str:name>/properties/", resources.vault_properties, name="vault-properties"),
     path("vaults/<str:name>/delete/", resources.vault_delete, name="vault-delete"),
+    path("applications/", applications.application_list, name="application-list"),
+    path("applications/new/", applications.application_create, name="application-create"),
+    path(
+        "applications/<uuid:client_id>/",
+        applications.application_detail,
+        name="application-detail",
+    ),
+    path(
+        "applications/<uuid:client_id>/rename/",
+        applications.application_rename,
+        name="application-rename",
+    ),
+    path(
+        "applications/<uuid:client_id>/disable/",
+        applications.application_disable,
+        name="application-disable",
+    ),
+    path(
+        "applications/<uuid:client_id>/enable/",
+        applications.application_enable,
+        name="application-enable",
+    ),
+    path(
+        "applications/<uuid:client_id>/delete/",
+        applications.application_delete,
+        name="application-delete",
+    ),
+    path(
+        "applications/<uuid:client_id>/secrets/new/",
+        applications.application_secret_add,
+        name="application-secret-add",
+    ),
+    path(
+        "applications/<uuid:client_id>/certificates/new/",
+        applications.application_certificate_add,
+        name="application-certificate-add",
+    ),
+    path(
+        "applications/<uuid:client_id>/credentials/<uuid:key_id>/revoke/",
+        applications.application_credential_revoke,
+        name="application-credential-revoke",
+    ),
+    path(
+        "applications/<uuid:client_id>/workloads/new/",
+        applications.application_identity_add,
+        name="application-identity-add",
+    ),
+    path(
+        "applications/<uuid:client_id>/workloads/<uuid:key_id>/delete/",
+        applications.application_identity_delete,
+        name="application-identity-delete",
+    ),
 ]
