@@ -13,7 +13,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.middleware import LoginRequiredMiddleware
 from django.contrib.auth.views import redirect_to_login
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render, resolve_url
 from django.template.loader import render_to_string
 from django_htmx.http import HttpResponseClientRedirect
@@ -43,6 +43,12 @@ def page(
     alerts = render_to_string("console/alerts.html", {"out_of_band": True}, request=request)
     response.content += alerts.encode()
     return response
+
+
+def posted(request: HttpRequest) -> QueryDict | None:
+    """A form's data: bound on every POST, even one whose fields are all empty (which
+    `request.POST or None` would take for a first visit and answer with no errors)."""
+    return request.POST if request.method == "POST" else None
 
 
 def done(request: AuthedRequest, message: str, url: str) -> HttpResponse:

@@ -290,3 +290,10 @@ def test_search_finds_vaults_and_keys_by_name_and_tag(
     assert personas.vault.name in by_vault_tag
     nothing = text(as_("outsider").get("/search/", {"q": "signer"}))
     assert "payments-signer" not in nothing and "No keys match." in nothing
+
+
+def test_an_empty_submission_is_answered_with_the_fields_errors(client: Client, owner: Any) -> None:
+    client.force_login(owner)
+    response = htmx_post(client, "/groups/new/", {})
+    assert response.status_code == 200
+    assert text(response).count("This field is required.") == 2

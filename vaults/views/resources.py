@@ -10,7 +10,7 @@ from django.shortcuts import redirect
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_http_methods
 
-from kvconsole.console import done, page
+from kvconsole.console import done, page, posted
 from kvconsole.errors import BadParameter, Conflict
 from kvconsole.http import AuthedRequest
 
@@ -41,7 +41,7 @@ def group_list(request: AuthedRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def group_create(request: AuthedRequest) -> HttpResponse:
-    form = ResourceGroupForm(request.POST or None)
+    form = ResourceGroupForm(posted(request))
     if request.method == "POST" and form.is_valid():
         try:
             group = vault_services.resource_group_create(actor=request.user, **form.cleaned_data)
@@ -125,7 +125,7 @@ def vault_create(request: AuthedRequest) -> HttpResponse:
     if not groups:
         raise Http404("There is no resource group you may create vaults in.")
     initial = {"resource_group": request.GET.get("group", groups[0])}
-    form = VaultCreateForm(request.POST or None, groups=groups, initial=initial)
+    form = VaultCreateForm(posted(request), groups=groups, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
             vault = vault_services.vault_create(actor=request.user, **form.cleaned_data)
@@ -139,14 +139,14 @@ def vault_create(request: AuthedRequest) -> HttpResponse:
 
 @require_GET
 def vault_detail(request: AuthedRequest, name: str) -> HttpResponse:
-    return redirect("vault-properties", name=visible_vault(request, name).name)
+    return redirect("key-list", visible_vault(request, name).name)
 
 
 @require_http_methods(["GET", "POST"])
 def vault_properties(request: AuthedRequest, name: str) -> HttpResponse:
     vault = visible_vault(request, name)
     can = capabilities(request.user, vault, edit=Action.VAULT_WRITE, delete=Action.VAULT_DELETE)
-    form = VaultPropertiesForm(request.POST or None, vault=vault)
+    form = VaultPropertiesForm(posted(request), vault=vault)
     if request.method == "POST" and form.is_valid():
         try:
             vault_services.vault_update(actor=request.user, name=vault.name, **form.cleaned_data)
