@@ -1,5 +1,7 @@
 """Reads of keys and versions, filtered by what the actor may see."""
 
+from datetime import datetime
+
 from django.db.models import Q, QuerySet, TextField
 from django.db.models.functions import Cast, Lower
 
@@ -57,3 +59,20 @@ def _matching[M: Key | Vault](objects: QuerySet[M], q: str, tags: str) -> QueryS
     )
     related = ["resource_group"] if objects.model is Vault else ["vault", "current_version"]
     return objects.filter(match, **live).select_related(*related).order_by(Lower("name"))
+
+
+def key_visible_list(*, actor: User) -> QuerySet[Key]:
+    """Live keys of live vaults, across every vault, that the actor may see."""
+    keys = Key.objects.filter(deleted_at=None, vault__deleted_at=None)
+    return visible(actor, keys, Action.KEY_LIST)
+
+
+def key_expiring_list(*, actor: User, after: datetime, until: datetime) -> QuerySet[Key]:
+    """Live keys the actor may see whose current version expires after `after` and by
+    `until`, soonest first."""
+    keys = key_visible_list(actor=actor).filter(
+        current_version__expires__gt=after, current_version__expires__lte=until
+    )
+    return keys.select_related("vault", "current_version").order_by(
+        "current_version__expires", Lower("name"), "pk"
+    )

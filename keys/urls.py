@@ -2,8 +2,9 @@
 
 from django.urls import path
 
-from .views import search
+from .views import overview, search
 
 urlpatterns = [
+    path("", overview.overview, name="overview"),
     path("search/", search.search, name="search"),
 ]

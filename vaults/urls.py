@@ -2,10 +2,22 @@
 
 from django.urls import path
 
-from .views import applications, overview, resources
+from .views import activity, applications, resources
 
 urlpatterns = [
-    path("", overview.overview, name="overview"),
+    path("activity/", activity.activity, name="activity"),
+    path(
+        "activity/export.csv",
+        activity.activity_export,
+        {"kind": "csv"},
+        name="activity-export-csv",
+    ),
+    path(
+        "activity/export.jsonl",
+        activity.activity_export,
+        {"kind": "jsonl"},
+        name="activity-export-jsonl",
+    ),
     path("groups/", resources.group_list, name="group-list"),
     path("groups/new/", resources.group_create, name="group-create"),
     path("groups/<str:name>/", resources.group_detail, name="group-detail"),
@@ -15,6 +27,19 @@ urlpatterns = [
     path("vaults/<str:name>/", resources.vault_detail, name="vault-detail"),
     path("vaults/<str:name>/properties/", resources.vault_properties, name="vault-properties"),
     path("vaults/<str:name>/delete/", resources.vault_delete, name="vault-delete"),
+    path("vaults/<str:name>/activity/", activity.vault_activity, name="vault-activity"),
+    path(
+        "vaults/<str:name>/activity/export.csv",
+        activity.vault_activity_export,
+        {"kind": "csv"},
+        name="vault-activity-export-csv",
+    ),
+    path(
+        "vaults/<str:name>/activity/export.jsonl",
+        activity.vault_activity_export,
+        {"kind": "jsonl"},
+        name="vault-activity-export-jsonl",
+    ),
     path("applications/", applications.application_list, name="application-list"),
     path("applications/new/", applications.application_create, name="application-create"),
     path(
