@@ -1,9 +1,11 @@
 """Reads of keys and versions, filtered by what the actor may see."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from django.db.models import Q, QuerySet, TextField
+from django.db.models import F, OrderBy, Q, QuerySet, TextField
+from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Cast, Lower
+from django.utils import timezone
 
 from accounts.models import User
 from vaults.models import Vault
@@ -11,15 +13,71 @@ from vaults.permissions import Action, visible
 
 from .models import Key, KeyVersion
 
+# How far ahead "expiring soon" looks, in lists and filters.
+EXPIRING_SOON = timedelta(days=30)
+EXPIRED, SOON = "expired", "soon"
+# What a key list may be sorted by (a leading "-" reverses it); keys without an expiry come
+# last either way, and names break ties so that pages never overlap.
+KEY_SORTS: dict[str, F | Lower] = {
+    "name": Lower("name"),
+    "type": F("current_version__kty"),
+    "created": F("created_at"),
+    "expires": F("current_version__expires"),
+}
 
-def key_list(*, actor: User, vault: Vault, deleted: bool = False, q: str = "") -> QuerySet[Key]:
-    """The vault's keys (live or soft-deleted) with their current versions, by name."""
+
+def key_list(
+    *,
+    actor: User,
+    vault: Vault,
+    deleted: bool = False,
+    q: str = "",
+    kty: str = "",
+    enabled: bool | None = None,
+    expiry: str = "",
+    sort: str = "name",
+    now: datetime | None = None,
+) -> QuerySet[Key]:
+    """The vault's keys (live or soft-deleted) with their current versions, by name.
+
+    `q` matches a name or a tag of the current version as `key_search` does; `kty`,
+    `enabled` and `expiry` (EXPIRED, or SOON: within EXPIRING_SOON) narrow by the current
+    version; `sort` is a key of KEY_SORTS, reversed by a leading "-".
+    """
     keys = Key.objects.select_related("current_version", "vault__resource_group").filter(
         vault=vault, deleted_at__isnull=not deleted
     )
     if q:
-        keys = keys.filter(name__icontains=q)
-    return visible(actor, keys.order_by(Lower("name")), Action.KEY_LIST, within=vault)
+        keys = _matching(keys, q, "current_version__tags")
+    if kty:
+        keys = keys.filter(current_version__kty=kty)
+    if enabled is not None:
+        keys = keys.filter(current_version__enabled=enabled)
+    now = now or timezone.now()
+    if expiry == EXPIRED:
+        keys = keys.filter(current_version__expires__lte=now)
+    elif expiry == SOON:
+        keys = keys.filter(
+            current_version__expires__gt=now, current_version__expires__lte=now + EXPIRING_SOON
+        )
+    return visible(actor, keys.order_by(*_ordering(sort)), Action.KEY_LIST, within=vault)
+
+
+def _ordering(sort: str) -> list[OrderBy | Lower | str]:
+    descending = sort.startswith("-")
+    column = KEY_SORTS.get(sort.removeprefix("-"), KEY_SORTS["name"])
+    order = column.desc(nulls_last=True) if descending else column.asc(nulls_last=True)
+    return [order, Lower("name"), "pk"]
+
+
+def key_named(*, actor: User, vault: Vault, name: str, deleted: bool = False) -> Key | None:
+    """One of the vault's keys (live or soft-deleted) by its case-insensitive name, if the
+    actor may see it."""
+    keys = Key.objects.select_related("current_version", "vault__resource_group").filter(
+        vault=vault, deleted_at__isnull=not deleted
+    )
+    named = keys.alias(name_lower=Lower("name")).filter(name_lower=name.lower())
+    return visible(actor, named, Action.KEY_LIST, within=vault).first()
 
 
 def key_version_list(*, actor: User, key: Key) -> QuerySet[KeyVersion]:
@@ -28,37 +86,36 @@ def key_version_list(*, actor: User, key: Key) -> QuerySet[KeyVersion]:
     return visible(actor, versions, Action.KEY_LIST, within=key)
 
 
+def restorable_vaults(*, actor: User) -> QuerySet[Vault]:
+    """Live vaults the actor may restore key backups into, by name."""
+    vaults = Vault.objects.filter(deleted_at=None).order_by("name")
+    return visible(actor, vaults, Action.KEY_RESTORE)
+
+
 def key_search(*, actor: User, q: str, limit: int = 50) -> QuerySet[Key]:
     """Live keys in live vaults whose name, or a tag of whose current version, matches `q`
     (`name=value` matches that tag exactly), that the actor may see."""
-    return visible(
-        actor, _matching(Key.objects.all(), q, "current_version__tags"), Action.KEY_LIST
-    )[:limit]
+    keys = Key.objects.filter(deleted_at=None, vault__deleted_at=None)
+    keys = _matching(keys, q, "current_version__tags").select_related("vault", "current_version")
+    return visible(actor, keys.order_by(Lower("name")), Action.KEY_LIST)[:limit]
 
 
 def vault_search(*, actor: User, q: str, limit: int = 50) -> QuerySet[Vault]:
     """Live vaults whose name or a tag matches `q`, as `key_search` matches keys."""
-    return visible(actor, _matching(Vault.objects.all(), q, "tags"), Action.VAULT_READ)[:limit]
+    vaults = _matching(Vault.objects.filter(deleted_at=None), q, "tags")
+    vaults = vaults.select_related("resource_group").order_by(Lower("name"))
+    return visible(actor, vaults, Action.VAULT_READ)[:limit]
 
 
 def _matching[M: Key | Vault](objects: QuerySet[M], q: str, tags: str) -> QuerySet[M]:
     name, equals, value = q.partition("=")
     if equals and name.strip():
-        match = Q(**{f"{tags}__{name.strip()}": value.strip()})
-    else:
-        # Tags as their JSON text: a name or a value containing the words matches.
-        objects = objects.annotate(tags_text=Cast(tags, TextField()))
-        match = Q(name__icontains=q) | Q(tags_text__icontains=q)
-    live = (
-        {"deleted_at": None}
-        if objects.model is Vault
-        else {
-            "deleted_at": None,
-            "vault__deleted_at": None,
-        }
-    )
-    related = ["resource_group"] if objects.model is Vault else ["vault", "current_version"]
-    return objects.filter(match, **live).select_related(*related).order_by(Lower("name"))
+        # The tag name is taken literally (a transform, not a lookup path it could extend).
+        objects = objects.alias(tag_value=KeyTransform(name.strip(), tags))
+        return objects.filter(tag_value=value.strip())
+    # Tags as their JSON text: a name or a value containing the words matches.
+    objects = objects.alias(tags_text=Cast(tags, TextField()))
+    return objects.filter(Q(name__icontains=q) | Q(tags_text__icontains=q))
 
 
 def key_visible_list(*, actor: User) -> QuerySet[Key]:
