@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import keys, overview, search, versions
+from .views import keys, overview, playground, search, versions
 
 # Pages about the vault's keys as a whole sit beside the Keys tab, not under it: every
 # word is a valid key name, so keys/new/ would hide a key named "new".
@@ -35,4 +35,5 @@ urlpatterns = [
     path(VERSION, versions.version_detail, name="key-version"),
     path(f"{VERSION}enabled/", versions.version_enabled, name="key-version-enabled"),
     path(f"{VERSION}revert/", versions.version_revert, name="key-version-revert"),
+    path(f"{VERSION}playground/", playground.key_playground, name="key-playground"),
 ]
