@@ -1,18 +1,40 @@
-"""Reads of resource groups, vaults and the activity log, filtered by what the actor may see."""
+"""Reads of resource groups, vaults, who may use them, the directory's principals and the
+activity log, filtered by what the actor may see."""
 
 import threading
 import time
+import uuid
+from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
+from django.apps import apps
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.contrib.auth.models import Group
+from django.db.models import F, Model, Q, QuerySet
+from django.db.models.functions import Lower
 
-from accounts.models import User
+from accounts.models import Application, User
 
 from .activity import ChainReport, verify_chain
-from .models import ActivityEntry, ActivityQuerySet, ResourceGroup, Vault, VaultHostAlias
-from .permissions import DEPLOYMENT, Action, authorize, readable_activity, visible
+from .models import (
+    ActivityEntry,
+    ActivityQuerySet,
+    ResourceGroup,
+    RoleAssignment,
+    Vault,
+    VaultHostAlias,
+)
+from .permissions import (
+    DEPLOYMENT,
+    Action,
+    PolicyEntry,
+    authorize,
+    may,
+    policy_entries,
+    readable_activity,
+    visible,
+)
 from .validation import console_host
 
 
@@ -122,3 +144,125 @@ def vault_name_for_host(host: str) -> str | None:
     if normalized == console_host():
         return None
     return host_aliases.vault_for(normalized)
+
+
+# --- access: role assignments, access policies, principals ----------------------------------
+
+PRINCIPAL_SUGGESTIONS = 20
+
+
+@dataclass(frozen=True)
+class PrincipalChoice:
+    """A principal as a picker offers it: `value` and `kind` are what the access services
+    resolve (a user's name, a group's name, an application's client id)."""
+
+    kind: str
+    value: str
+    name: str
+
+
+def principal_search(
+    *, actor: User, q: str, limit: int = PRINCIPAL_SUGGESTIONS
+) -> list[PrincipalChoice]:
+    """Users, groups and applications whose name or display name contains `q`: at most
+    `limit`, by name, in two queries whatever the directory holds."""
+    q = q.strip()
+    if not q or not may(actor, Action.APPLICATION_READ, DEPLOYMENT):
+        return []
+    users = (
+        User.objects.filter(kind__in=[User.Kind.USER, User.Kind.APPLICATION], is_active=True)
+        .filter(
+            Q(username__icontains=q)
+            | Q(display_name__icontains=q)
+            | Q(application__display_name__icontains=q)
+        )
+        .select_related("application")
+        .order_by(Lower("username"))[:limit]
+    )
+    groups = Group.objects.filter(name__icontains=q).order_by(Lower("name"))[:limit]
+    found = [_principal_choice(user) for user in users]
+    found += [PrincipalChoice("group", group.name, group.name) for group in groups]
+    return sorted(found, key=lambda choice: choice.name.lower())[:limit]
+
+
+def _principal_choice(user: User) -> PrincipalChoice:
+    if user.kind == User.Kind.APPLICATION:
+        application: Application | None = getattr(user, "application", None)
+        if application is not None:
+            return PrincipalChoice(
+                "application", str(application.client_id), application.display_name
+            )
+        return PrincipalChoice("application", str(user.oid), str(user))
+    return PrincipalChoice("user", user.username, str(user))
+
+
+def _assigned_at(scope: Model) -> Q:
+    """Assignments made at exactly `scope` (each row names its ancestors too)."""
+    if isinstance(scope, ResourceGroup):
+        return Q(resource_group=scope, vault=None)
+    if isinstance(scope, Vault):
+        return Q(vault=scope, key=None)
+    return Q(key=scope.pk)
+
+
+def _readable_assignments(
+    actor: User, assignments: QuerySet[RoleAssignment]
+) -> QuerySet[RoleAssignment]:
+    return visible(
+        actor,
+        assignments.select_related("user", "group", "resource_group", "vault", "key__vault"),
+        Action.ROLE_ASSIGNMENT_READ,
+    )
+
+
+def role_assignment_list(
+    *, actor: User, scope: Model, inherited: bool = True
+) -> QuerySet[RoleAssignment]:
+    """Role assignments the actor may read that apply at `scope` (a resource group, vault or
+    key): those made there and, with `inherited`, those above it; broadest scope first."""
+    chain: list[Model] = scope.permission_chain()  # type: ignore[attr-defined]
+    applying = Q(pk__in=[])
+    for item in chain if inherited else chain[:1]:
+        applying |= _assigned_at(item)
+    return _readable_assignments(actor, RoleAssignment.objects.filter(applying)).order_by(
+        F("vault").asc(nulls_first=True), F("key").asc(nulls_first=True), "created_at", "id"
+    )
+
+
+def key_role_assignment_list(*, actor: User, vault: Vault) -> QuerySet[RoleAssignment]:
+    """Role assignments the actor may read made at the live keys of `vault`, by key name."""
+    assignments = RoleAssignment.objects.filter(vault=vault, key__isnull=False).filter(
+        key__deleted_at=None
+    )
+    return _readable_assignments(actor, assignments).order_by(
+        Lower("key__name"), "created_at", "id"
+    )
+
+
+def role_assignment_get(*, actor: User, uid: uuid.UUID) -> RoleAssignment | None:
+    """One role assignment, if the actor may read it."""
+    return _readable_assignments(actor, RoleAssignment.objects.filter(uid=uid)).first()
+
+
+def access_policy_list(*, actor: User, vault: Vault) -> list[PolicyEntry]:
+    """The vault's access-policy entries, for whoever may read the vault (two queries)."""
+    if not may(actor, Action.VAULT_READ, vault):
+        return []
+    return policy_entries(vault)
+
+
+def key_for_access(*, actor: User, vault: Vault, name: str) -> Model | None:
+    """A live key of `vault` whose access the actor may look at: it may see the key, or read
+    the role assignments on it."""
+    # The key app builds on this one; its model is looked up by name, not imported.
+    keys = (
+        apps.get_model("keys", "Key")
+        ._default_manager.select_related("vault__resource_group")
+        .filter(vault=vault, name__iexact=name, deleted_at=None)
+    )
+    listed = visible(actor, keys, Action.KEY_LIST, within=vault)
+    managed = visible(actor, keys, Action.ROLE_ASSIGNMENT_READ, within=vault)
+    key: Model | None = keys.filter(
+        Q(pk__in=listed.values("pk")) | Q(pk__in=managed.values("pk"))
+    ).first()
+    return key

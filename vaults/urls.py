@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import activity, applications, resources
+from .views import access, activity, applications, resources
 
 urlpatterns = [
     path("activity/", activity.activity, name="activity"),
@@ -27,6 +27,44 @@ urlpatterns = [
     path("vaults/<str:name>/", resources.vault_detail, name="vault-detail"),
     path("vaults/<str:name>/properties/", resources.vault_properties, name="vault-properties"),
     path("vaults/<str:name>/delete/", resources.vault_delete, name="vault-delete"),
+    path("groups/<str:name>/access/", access.group_access, name="group-access"),
+    path("vaults/<str:name>/access/", access.vault_access, name="vault-access"),
+    path(
+        "vaults/<str:name>/access/effective/",
+        access.vault_effective_access,
+        name="vault-effective-access",
+    ),
+    path(
+        "vaults/<str:name>/access/policies/edit/",
+        access.vault_policy_edit,
+        name="vault-policy-edit",
+    ),
+    path(
+        "vaults/<str:name>/access/policies/delete/",
+        access.vault_policy_delete,
+        name="vault-policy-delete",
+    ),
+    path(
+        "vaults/<str:name>/access/model/",
+        access.vault_permission_model,
+        name="vault-permission-model",
+    ),
+    path(
+        "vaults/<str:vault_name>/keys/<str:key_name>/access/",
+        access.key_access,
+        name="key-access",
+    ),
+    path(
+        "vaults/<str:vault_name>/keys/<str:key_name>/access/effective/",
+        access.key_effective_access,
+        name="key-effective-access",
+    ),
+    path(
+        "role-assignments/<uuid:uid>/delete/",
+        access.role_assignment_delete,
+        name="role-assignment-delete",
+    ),
+    path("principals/", access.principal_search, name="principal-search"),
     path("vaults/<str:name>/activity/", activity.vault_activity, name="vault-activity"),
     path(
         "vaults/<str:name>/activity/export.csv",
