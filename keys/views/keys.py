@@ -138,8 +138,15 @@ def key_create(request: AuthedRequest, vault: str) -> HttpResponse:
         form = KeyCreateForm(request.POST, refresh_url=url)
     else:
         # A change of type asks for the form again with what was filled in so far; the
-        # operations are those of the new type.
-        initial = {name: value for name, value in request.GET.dict().items() if name != "ops"}
+        # size or curve and the operations become the new type's defaults.
+        initial: dict[str, Any] = {
+            name: value
+            for name, value in request.GET.dict().items()
+            if name not in ("ops", "size", "curve")
+        }
+        if "kty" in request.GET:
+            # An unticked box is not sent: absent means unticked here, not the default.
+            initial["enabled"] = "enabled" in request.GET
         form = KeyCreateForm(initial=initial, refresh_url=url)
     if request.method == "POST" and form.is_valid():
         try:

@@ -84,6 +84,16 @@ def test_every_key_page_of_a_vault_is_404_for_outsiders(
     assert as_("outsider").get(f"/vaults/{personas.vault.name}/{page}").status_code == 404
 
 
+def test_an_outsider_cannot_recover_a_deleted_key(
+    as_: SignIn, personas: Personas, make_key: Any
+) -> None:
+    make_key("gone", kty="oct")
+    services.key_delete(actor=personas.owner, vault_name=personas.vault.name, name="gone")
+    url = f"/vaults/{personas.vault.name}/deleted-keys/gone/recover/"
+    assert as_("outsider").post(url).status_code == 404
+    assert Key.objects.get(name="gone").deleted_at is not None
+
+
 @pytest.mark.parametrize(
     ("persona", "buttons"),
     [("owner", True), ("crypto_user", False), ("reader", False)],
@@ -312,6 +322,26 @@ def test_the_create_form_offers_only_what_fits_the_type(as_: SignIn, personas: P
     oct_form = text(as_("owner").get(url, {"kty": "oct"}))
     assert 'value="128"' in oct_form and 'value="2048"' not in oct_form
     assert 'value="wrapKey"' in oct_form and 'value="sign"' not in oct_form
+
+
+def test_a_change_of_type_keeps_what_was_filled_in_but_not_the_old_size(
+    as_: SignIn, personas: Personas
+) -> None:
+    url = f"/vaults/{personas.vault.name}/new-key/"
+    body = text(htmx_get(as_("owner"), url, kty="oct", size="4096", name="kept"))
+    assert '<option value="256" selected>' in body
+    # The enabled box was unticked (so not sent): it stays unticked.
+    assert 'name="enabled" id="id_enabled" checked' not in body
+    body = text(htmx_get(as_("owner"), url, kty="oct", enabled="on"))
+    assert 'name="enabled" id="id_enabled" checked' in body
+
+
+def test_an_empty_submission_says_what_is_missing(as_: SignIn, personas: Personas) -> None:
+    for page in ("new-key/", "import-key/", "restore-key/"):
+        response = htmx_post(as_("owner"), f"/vaults/{personas.vault.name}/{page}", {})
+        assert response.status_code == 200 and is_fragment(response)
+        assert "This field is required." in text(response)
+    assert not Key.objects.exists()
 
 
 def test_creating_shows_the_rules_beside_the_fields_and_changes_nothing(
