@@ -68,11 +68,15 @@ def open_page(browser: Browser, console_url: str) -> Iterator[Callable[..., Page
     errors: list[str] = []
     elsewhere: list[str] = []
 
-    def open_as(user: User | None = None, *, width: int = WIDTHS["desktop"]) -> Page:
+    def open_as(
+        user: User | None = None, *, width: int = WIDTHS["desktop"], audit: bool = False
+    ) -> Page:
         context = browser.new_context(
             base_url=console_url,
             ignore_https_errors=True,
             viewport={"width": width, "height": 900},
+            # An accessibility audit injects axe-core, which the page's policy would refuse.
+            bypass_csp=audit,
         )
         contexts.append(context)
         page = context.new_page()
@@ -123,3 +127,21 @@ def screenshot(page: Page, name: str) -> None:
         page.screenshot(path=path, full_page=True)
     if size is not None:
         page.set_viewport_size(size)
+    # Taking a screenshot leaves empty style attributes behind, which htmx would copy in its
+    # next swap against the page's policy: start again from a fresh copy of the page.
+    page.goto(page.url)
+
+
+AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
+
+
+def accessibility_violations(page: Page) -> list[str]:
+    """What axe-core (WCAG 2 A and AA rules) finds wrong with the page as it is now."""
+    if not AXE.is_file():
+        pytest.fail("axe-core is not installed: run `npm ci --prefix tests/js`.")
+    page.add_script_tag(path=AXE)
+    found = page.evaluate(
+        "async () => (await axe.run(document, {runOnly: ['wcag2a', 'wcag2aa']})).violations"
+        ".map(v => `${v.id} (${v.impact}): ${v.nodes.map(n => n.target.join(' ')).join(', ')}`)"
+    )
+    return list(found)

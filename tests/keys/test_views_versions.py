@@ -132,6 +132,19 @@ def test_the_versions_table_pages_by_htmx_and_costs_the_same_for_2_or_30_version
 # --- a version's page --------------------------------------------------------------------------
 
 
+def test_each_version_links_to_its_crypto_playground_and_the_key_to_its_access(
+    as_: SignIn, personas: Personas, signer: KeyVersion
+) -> None:
+    client = as_("crypto_user")
+    playground = key_url(personas, f"versions/{signer.version}/playground/")
+    assert f'href="{playground}"' in text(client.get(key_url(personas)))
+    assert f'href="{playground}"' in text(
+        client.get(key_url(personas, f"versions/{signer.version}/"))
+    )
+    assert f'href="{key_url(personas, "access/")}"' in text(client.get(key_url(personas)))
+    assert client.get(playground).status_code == 200
+
+
 @pytest.mark.parametrize(
     ("persona", "editable"), [("owner", True), ("crypto_user", True), ("reader", False)]
 )
