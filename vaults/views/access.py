@@ -20,8 +20,8 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods
 
 from accounts.models import User
-from accounts.roles import ROLES_BY_ID, RoleDefinition
-from kvconsole.console import done, page
+from accounts.roles import BUILT_IN_ROLES, ROLES_BY_ID, RoleDefinition
+from kvconsole.console import done, page, posted
 from kvconsole.errors import BadParameter, Conflict
 from kvconsole.http import AuthedRequest, is_partial
 
@@ -209,8 +209,9 @@ def _assignment_page(
     roles: tuple[RoleDefinition, ...] = ()
     # A POST is handed to the service whoever sends it: the service refuses whoever may not.
     if can["add"] or request.method == "POST":
-        roles = vault_services.role_definition_list(actor=request.user)
-        form = RoleAssignmentForm(request.POST or None, roles=roles)
+        # The built-in catalogue, read as data: a page view is not an operation to record.
+        roles = BUILT_IN_ROLES
+        form = RoleAssignmentForm(posted(request), roles=roles)
     if form is not None and form.is_bound and form.is_valid():
         data = form.cleaned_data
         try:
@@ -406,7 +407,7 @@ def vault_permission_model(request: AuthedRequest, name: str) -> HttpResponse:
         if vault.permission_model == Vault.PermissionModel.RBAC
         else Vault.PermissionModel.RBAC
     )
-    form = PermissionModelForm(request.POST or None, initial={"permission_model": switch_to})
+    form = PermissionModelForm(posted(request), initial={"permission_model": switch_to})
     if request.method == "POST" and form.is_valid():
         try:
             vault = vault_services.vault_permission_model_set(

@@ -13,7 +13,7 @@ from uuid import UUID
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
-from django.http import Http404, HttpResponse, QueryDict
+from django.http import Http404, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
@@ -21,7 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts import tokens
 from accounts.models import Application
-from kvconsole.console import done, page
+from kvconsole.console import done, page, posted
 from kvconsole.errors import BadParameter, Conflict
 from kvconsole.http import AuthedRequest
 
@@ -54,11 +54,6 @@ def _can(request: AuthedRequest, application: Application) -> dict[str, bool]:
 
 def _detail_url(client_id: UUID | str) -> str:
     return reverse("application-detail", args=[client_id])
-
-
-def _posted(request: AuthedRequest) -> QueryDict | None:
-    """The posted fields, even when there are none: an empty submission is still checked."""
-    return request.POST if request.method == "POST" else None
 
 
 def _shown_once(response: HttpResponse) -> HttpResponse:
@@ -102,7 +97,7 @@ def application_list(request: AuthedRequest) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def application_create(request: AuthedRequest) -> HttpResponse:
-    form = ApplicationForm(_posted(request))
+    form = ApplicationForm(posted(request))
     if request.method == "POST" and form.is_valid():
         try:
             application = services.application_create(
@@ -137,7 +132,7 @@ def application_detail(request: AuthedRequest, client_id: UUID) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def application_rename(request: AuthedRequest, client_id: UUID) -> HttpResponse:
     application = _application(request, client_id)
-    form = ApplicationForm(_posted(request), initial={"display_name": application.display_name})
+    form = ApplicationForm(posted(request), initial={"display_name": application.display_name})
     if request.method == "POST" and form.is_valid():
         try:
             renamed = services.application_update(
@@ -179,7 +174,7 @@ def application_enable(request: AuthedRequest, client_id: UUID) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def application_delete(request: AuthedRequest, client_id: UUID) -> HttpResponse:
     application = _application(request, client_id)
-    form = ConfirmNameForm(_posted(request), expected=application.display_name)
+    form = ConfirmNameForm(posted(request), expected=application.display_name)
     if request.method == "POST" and form.is_valid():
         services.application_delete(actor=request.user, client_id=str(client_id))
         message = f"Application {application.display_name} deleted with its credentials and grants."
@@ -195,7 +190,7 @@ def application_delete(request: AuthedRequest, client_id: UUID) -> HttpResponse:
 def application_secret_add(request: AuthedRequest, client_id: UUID) -> HttpResponse:
     """Add a client secret; its value is in this response only."""
     application = _application(request, client_id)
-    form = SecretAddForm(_posted(request))
+    form = SecretAddForm(posted(request))
     issued = None
     if request.method == "POST" and form.is_valid():
         try:
@@ -220,7 +215,7 @@ def application_secret_add(request: AuthedRequest, client_id: UUID) -> HttpRespo
 @require_http_methods(["GET", "POST"])
 def application_certificate_add(request: AuthedRequest, client_id: UUID) -> HttpResponse:
     application = _application(request, client_id)
-    form = CertificateAddForm(_posted(request), request.FILES if request.method == "POST" else None)
+    form = CertificateAddForm(posted(request), request.FILES if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         try:
             certificate = services.application_certificate_add(
@@ -276,7 +271,7 @@ def application_credential_revoke(
 def application_identity_add(request: AuthedRequest, client_id: UUID) -> HttpResponse:
     """Bind a workload; its identity secret is in this response only."""
     application = _application(request, client_id)
-    form = WorkloadIdentityForm(_posted(request))
+    form = WorkloadIdentityForm(posted(request))
     issued = None
     if request.method == "POST" and form.is_valid():
         try:
