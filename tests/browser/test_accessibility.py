@@ -6,29 +6,57 @@ import pytest
 from playwright.sync_api import Page
 
 from accounts.models import User
+from keys.models import KeyVersion
 from tests.browser.conftest import WIDTHS, accessibility_violations
 from tests.conftest import Personas
+from vaults import services as vault_services
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("width", WIDTHS.values(), ids=WIDTHS.keys())
 def test_the_main_pages_pass_the_accessibility_rules(
-    open_page: Callable[..., Page], owner: User, personas: Personas, width: int
+    open_page: Callable[..., Page],
+    owner: User,
+    personas: Personas,
+    make_key: Callable[..., KeyVersion],
+    width: int,
 ) -> None:
     vault, group = personas.vault.name, personas.vault.resource_group.name
+    version = make_key("audited", kty="RSA").version
+    key = f"/vaults/{vault}/keys/audited"
+    application = vault_services.application_create(actor=owner, display_name="audited-app")
     page = open_page(owner, width=width, audit=True)
     found = {}
     for path in (
         "/",
         "/groups/",
         f"/groups/{group}/",
+        f"/groups/{group}/access/",
         "/vaults/",
         "/vaults/new/",
+        f"/vaults/{vault}/keys/",
+        f"/vaults/{vault}/deleted-keys/",
+        f"/vaults/{vault}/new-key/",
+        f"/vaults/{vault}/import-key/",
+        f"/vaults/{vault}/restore-key/",
+        f"{key}/",
+        f"{key}/versions/{version}/",
+        f"{key}/versions/{version}/playground/",
+        f"{key}/versions/{version}/playground/?family=sign",
+        f"{key}/rotation-policy/",
+        f"{key}/access/",
+        f"/vaults/{vault}/access/",
+        f"/vaults/{vault}/access/effective/",
+        f"/vaults/{vault}/activity/",
         f"/vaults/{vault}/properties/",
+        "/activity/",
+        "/applications/",
+        f"/applications/{application.client_id}/",
         f"/search/?q={vault}",
     ):
-        page.goto(path)
+        response = page.goto(path)
+        assert response is not None and response.status == 200, path
         violations = accessibility_violations(page)
         if violations:
             found[path] = violations
