@@ -162,6 +162,8 @@ def test_a_role_assignment_gives_and_takes_a_right_as_the_other_person_sees_it(
     page = open_page(personas.owner)
     page.goto(f"/vaults/{vault}/access/")
     page.get_by_label("Principal", exact=True).fill("colleague")
+    # The picker suggests as one types (and its request is done before the form is sent).
+    expect(page.locator("datalist option[value='colleague']")).to_have_count(1)
     page.get_by_label("Role", exact=True).select_option(label="Key Vault Reader")
     page.get_by_role("button", name="Add role assignment").click()
     assigned = page.get_by_role("row").filter(has_text=colleague.display_name)
