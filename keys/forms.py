@@ -14,6 +14,8 @@ from django import forms
 from django.conf import settings
 from django.core.validators import RegexValidator
 from django.utils import timezone
+from django.utils.decorators import method_decorator
+from django.views.decorators.debug import sensitive_variables
 
 from kvconsole.errors import BadParameter
 from vaults.forms import ServiceForm, TagsField
@@ -125,7 +127,8 @@ class KeyCreateForm(_AttributesForm):
         # server for the form again (htmx), or a plain GET of the same page without script.
         self.fields["kty"].widget.attrs.update(
             {
-                "hx-get": refresh_url,
+                "hx-post": refresh_url,
+                "hx-vals": '{"refresh": "1"}',
                 "hx-trigger": "change",
                 "hx-target": "#key-form",
                 "hx-swap": "outerHTML",
@@ -193,6 +196,7 @@ class KeyImportForm(_AttributesForm):
         """Whether key material was sent and is therefore not shown again."""
         return self.is_bound and bool(self.data.get("pasted", "").strip() or self.files)
 
+    @method_decorator(sensitive_variables())
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean() or {}
         pasted, upload = cleaned.get("pasted", ""), cleaned.get("file")
@@ -214,6 +218,7 @@ class KeyImportForm(_AttributesForm):
             cleaned["pem"] = content
         return cleaned
 
+    @method_decorator(sensitive_variables())
     def service_arguments(self) -> dict[str, Any]:
         data = self.cleaned_data
         password = data["pem_password"]

@@ -16,9 +16,10 @@ from django.contrib.auth.views import redirect_to_login
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import render, resolve_url
 from django.template.loader import render_to_string
+from django.views.csrf import csrf_failure as django_csrf_failure
 from django_htmx.http import HttpResponseClientRedirect
 
-from .errors import NotFound, ServiceError
+from .errors import Forbidden, NotFound, ServiceError
 from .http import AuthedRequest, is_partial
 
 logger = logging.getLogger(__name__)
@@ -77,6 +78,17 @@ _TITLES = {
     404: "Not found",
     409: "Conflict",
 }
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """A request without a valid CSRF token: for htmx an alert (a stale tab whose token has
+    changed), Django's own page otherwise."""
+    if getattr(request, "htmx", False):
+        return refusal(
+            request,
+            Forbidden("This page is out of date (its security token has changed); reload it."),
+        )
+    return django_csrf_failure(request, reason)
 
 
 class ServiceErrorMiddleware:

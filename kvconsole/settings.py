@@ -139,6 +139,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# A console request with a stale CSRF token: an alert for htmx, Django's page otherwise.
+CSRF_FAILURE_VIEW = "kvconsole.console.csrf_failure"
 LOGIN_URL = "signin"
 LOGIN_REDIRECT_URL = "/"
 

@@ -14,7 +14,14 @@ from django.contrib.auth.models import Group
 from django.db.models import F, Model, Q, QuerySet
 from django.db.models.functions import Lower
 
-from accounts.models import Application, User
+from accounts.credentials import ApplicationCredentials
+from accounts.models import (
+    Application,
+    CertificateCredential,
+    ClientSecret,
+    User,
+    WorkloadIdentity,
+)
 
 from .activity import ChainReport, verify_chain
 from .models import (
@@ -52,8 +59,9 @@ def vault_list(
     deleted: bool = False,
     key_users: bool = False,
 ) -> QuerySet[Vault]:
-    """Vaults the actor may read; with `key_users` also those whose keys it may list (a
-    Crypto User holds no management role, yet works with the vault's keys)."""
+    """Vaults the actor may read; with `key_users` also those whose keys it may list, all
+    of them or a single one (a Crypto User holds no management role, yet works with the
+    vault's keys)."""
     vaults = (
         Vault.objects.select_related("resource_group")
         .prefetch_related("host_aliases")
@@ -65,7 +73,12 @@ def vault_list(
     if not key_users:
         return readable
     with_keys = visible(actor, Vault.objects.all(), Action.KEY_LIST)
-    return vaults.filter(Q(pk__in=readable.values("pk")) | Q(pk__in=with_keys.values("pk")))
+    # The key app builds on this one; its model is looked up by name, not imported.
+    live_keys = apps.get_model("keys", "Key")._default_manager.filter(deleted_at=None)
+    with_a_key = visible(actor, live_keys, Action.KEY_LIST).values("vault")
+    return vaults.filter(
+        Q(pk__in=readable.values("pk")) | Q(pk__in=with_keys.values("pk")) | Q(pk__in=with_a_key)
+    )
 
 
 def activity_list(
@@ -266,3 +279,43 @@ def key_for_access(*, actor: User, vault: Vault, name: str) -> Model | None:
         Q(pk__in=listed.values("pk")) | Q(pk__in=managed.values("pk"))
     ).first()
     return key
+
+
+# --- the directory: applications and their credentials ---------------------------------------
+
+_SECRET_FIELDS = ("id", "key_id", "description", "hint", "created_at", "expires_at")
+_CERTIFICATE_FIELDS = (
+    "id",
+    "key_id",
+    "description",
+    "thumbprint_sha1",
+    "thumbprint_sha256",
+    "subject",
+    "not_before",
+    "not_after",
+    "created_at",
+)
+
+
+def application_list(*, actor: User) -> QuerySet[Application]:
+    """Every registered application, for whoever may read the directory (every active
+    principal, as in Entra ID)."""
+    if not may(actor, Action.APPLICATION_READ, DEPLOYMENT):
+        return Application.objects.none()
+    return Application.objects.select_related("user", "owner")
+
+
+def application_credentials(*, application: Application) -> ApplicationCredentials:
+    """An application's client secrets and certificates: metadata only, never a secret."""
+    client_secrets = ClientSecret.objects.filter(application=application).only(*_SECRET_FIELDS)
+    certificates = CertificateCredential.objects.filter(application=application)
+    return ApplicationCredentials(
+        application=application,
+        secrets=list(client_secrets),
+        certificates=list(certificates.only(*_CERTIFICATE_FIELDS)),
+    )
+
+
+def workload_identity_list(*, application: Application) -> QuerySet[WorkloadIdentity]:
+    """The workloads bound to an application, without their secrets' hashes."""
+    return WorkloadIdentity.objects.filter(application=application).defer("secret_hash")

@@ -14,7 +14,7 @@ from django.db.models import QuerySet
 from django.http import Http404, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.debug import sensitive_post_parameters
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from kvconsole.console import done, page, posted
@@ -134,19 +134,22 @@ def key_create(request: AuthedRequest, vault: str) -> HttpResponse:
     found = visible_vault(request, vault)
     can = capabilities(request.user, found, create=Action.KEY_CREATE)
     url = reverse("key-create", args=[found.name])
-    if request.method == "POST":
+    # A change of type posts the form back to be shown again with what was filled in so
+    # far (posted, so that the CSRF token never lands in a URL); the size or curve and the
+    # operations become the new type's defaults.
+    refresh = request.method == "POST" and "refresh" in request.POST
+    if request.method == "POST" and not refresh:
         form = KeyCreateForm(request.POST, refresh_url=url)
     else:
-        # A change of type asks for the form again with what was filled in so far; the
-        # size or curve and the operations become the new type's defaults.
+        source = request.POST if refresh else request.GET
         initial: dict[str, Any] = {
             name: value
-            for name, value in request.GET.dict().items()
-            if name not in ("ops", "size", "curve")
+            for name, value in source.dict().items()
+            if name not in ("ops", "size", "curve", "refresh", "csrfmiddlewaretoken")
         }
-        if "kty" in request.GET:
+        if "kty" in source:
             # An unticked box is not sent: absent means unticked here, not the default.
-            initial["enabled"] = "enabled" in request.GET
+            initial["enabled"] = "enabled" in source
         form = KeyCreateForm(initial=initial, refresh_url=url)
     if request.method == "POST" and form.is_valid():
         try:
@@ -174,6 +177,8 @@ def _shown(can: dict[str, bool]) -> int:
 
 @sensitive_post_parameters("pasted", "pem_password")
 @require_http_methods(["GET", "POST"])
+# Innermost: Django hides the locals of the function its wrapper calls.
+@sensitive_variables()
 def key_import(request: AuthedRequest, vault: str) -> HttpResponse:
     found = visible_vault(request, vault)
     can = capabilities(request.user, found, import_key=Action.KEY_IMPORT)
@@ -202,7 +207,11 @@ def key_restore(request: AuthedRequest, vault: str) -> HttpResponse:
     vaults = list(selectors.restorable_vaults(actor=request.user).values_list("name", flat=True))
     initial = {"vault": found.name}
     files = request.FILES if request.method == "POST" else None
-    form = RestoreForm(posted(request), files, vaults=vaults, initial=initial)
+    # The form offers the vaults one may restore into; a POST naming any other vault is the
+    # service's to refuse (and record), as from any other face.
+    posted_vault = request.POST.get("vault", "") if request.method == "POST" else ""
+    choices = [*vaults, posted_vault] if posted_vault not in ("", *vaults) else vaults
+    form = RestoreForm(posted(request), files, vaults=choices, initial=initial)
     if request.method == "POST" and form.is_valid():
         target = form.cleaned_data["vault"]
         try:

@@ -12,6 +12,7 @@ from typing import Any
 
 from django.http import Http404, HttpResponse
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.utils.text import slugify
 from django.views.decorators.http import require_http_methods
 from django_htmx.http import reswap, retarget
@@ -307,7 +308,10 @@ def key_playground(request: AuthedRequest, vault: str, key: str, version: str) -
             form.refuse(error)
     context["panel"] = panel
     if panel.result is not None:
-        return page(request, TEMPLATE, context, partial="result")
+        # Plaintext and unwrapped keys are kept by no browser or proxy cache.
+        response = page(request, TEMPLATE, context, partial="result")
+        add_never_cache_headers(response)
+        return response
     # The errors belong beside the fields: the whole operation is swapped, not its result.
     response = page(request, TEMPLATE, context, partial="operation")
     if is_partial(request):

@@ -9,6 +9,7 @@ import json
 
 from django.http import Http404, HttpResponse
 from django.urls import reverse
+from django.utils.cache import add_never_cache_headers
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from kvconsole.console import done, page, posted
@@ -115,11 +116,14 @@ def key_backup(request: AuthedRequest, vault: str, key: str) -> HttpResponse:
     found = visible_key(request, visible_vault(request, vault), key)
     blob = services.key_backup(actor=request.user, vault_name=found.vault.name, name=found.name)
     filename = f"{found.vault.name}-{found.name}.keybackup"
-    return HttpResponse(
+    response = HttpResponse(
         blob,
         content_type="application/octet-stream",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+    # A backup holds the key (sealed): no cache keeps a copy.
+    add_never_cache_headers(response)
+    return response
 
 
 # --- versions ----------------------------------------------------------------------------------

@@ -284,6 +284,8 @@ def test_rsa_encrypt_then_decrypt_through_the_page(as_: Any, rsa_key: KeyVersion
     opened = run(client, rsa_key, "decrypt", algorithm="RSA-OAEP-256", ciphertext=ciphertext)
     assert shown(opened, "op-decrypt-plaintext-text") == "attack at dawn"
     assert unb64url(shown(opened, "op-decrypt-plaintext")) == b"attack at dawn"
+    # What was decrypted is kept by no cache.
+    assert "no-store" in opened["Cache-Control"]
 
 
 @pytest.mark.parametrize(

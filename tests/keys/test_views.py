@@ -312,8 +312,12 @@ def test_the_create_form_offers_only_what_fits_the_type(as_: SignIn, personas: P
     url = f"/vaults/{personas.vault.name}/new-key/"
     rsa_form = text(as_("owner").get(url))
     assert 'value="4096"' in rsa_form and "P-256K" not in rsa_form
-    assert 'hx-get="/vaults/' in rsa_form and 'hx-include="closest form"' in rsa_form
-    ec_form = htmx_get(as_("owner"), url, kty="EC", name="kept", tags="a=b", ops="encrypt")
+    assert 'hx-post="/vaults/' in rsa_form and 'hx-include="closest form"' in rsa_form
+    ec_form = htmx_post(
+        as_("owner"),
+        url,
+        {"refresh": "1", "kty": "EC", "name": "kept", "tags": "a=b", "ops": "encrypt"},
+    )
     body = text(ec_form)
     assert is_fragment(ec_form) and body.lstrip().startswith('<form id="key-form"')
     assert "P-256K" in body and 'name="size"' not in body
@@ -328,12 +332,19 @@ def test_a_change_of_type_keeps_what_was_filled_in_but_not_the_old_size(
     as_: SignIn, personas: Personas
 ) -> None:
     url = f"/vaults/{personas.vault.name}/new-key/"
-    body = text(htmx_get(as_("owner"), url, kty="oct", size="4096", name="kept"))
+    client = as_("owner")
+    body = text(
+        htmx_post(client, url, {"refresh": "1", "kty": "oct", "size": "4096", "name": "kept"})
+    )
     assert '<option value="256" selected>' in body
     # The enabled box was unticked (so not sent): it stays unticked.
     assert 'name="enabled" id="id_enabled" checked' not in body
-    body = text(htmx_get(as_("owner"), url, kty="oct", enabled="on"))
+    body = text(htmx_post(client, url, {"refresh": "1", "kty": "oct", "enabled": "on"}))
     assert 'name="enabled" id="id_enabled" checked' in body
+    # Without JavaScript the same refresh is a plain post of the whole form.
+    body = text(client.post(url, {"refresh": "1", "kty": "EC", "name": "kept"}))
+    assert "P-256K" in body and 'value="kept"' in body
+    assert not Key.objects.filter(name="kept").exists()
 
 
 def test_an_empty_submission_says_what_is_missing(as_: SignIn, personas: Personas) -> None:

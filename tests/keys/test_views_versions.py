@@ -416,6 +416,7 @@ def test_a_crypto_user_downloads_a_backup_and_a_reader_may_not(
     assert response.status_code == 200 and response["Content-Type"] == "application/octet-stream"
     assert response["Content-Disposition"].endswith('-signer.keybackup"')
     assert len(response.content) > 100
+    assert "no-store" in response["Cache-Control"]
     assert as_("reader").post(key_url(personas, "backup/")).status_code == 403
 
 

@@ -2,6 +2,7 @@
 policies and their templates, switching a vault's permission model, effective access and the
 principal picker, with the console's personas."""
 
+import html
 import re
 from collections.abc import Callable
 from typing import Any
@@ -734,3 +735,29 @@ def test_an_application_is_given_a_role_and_a_policy_by_its_client_id(
     )
     assert response.status_code == 303
     assert policy_entries(personas.vault) == []
+
+
+@pytest.mark.parametrize(("principal", "kind"), [("ops+kv", "user"), ("R&D", "group")])
+def test_a_policys_edit_and_delete_links_name_any_principal_exactly(
+    client: Client, personas: Personas, system: User, principal: str, kind: str
+) -> None:
+    vault = personas.vault
+    use_access_policies(vault, system)
+    if kind == "user":
+        UserFactory.create(username=principal)
+    else:
+        Group.objects.create(name=principal)
+    services.access_policy_set(
+        actor=system,
+        vault_name=vault.name,
+        principal=principal,
+        principal_kind=kind,
+        key_permissions=["get"],
+    )
+    client.force_login(personas.owner)
+    page = text(client.get(f"/vaults/{vault.name}/access/"))
+    for action in ("edit", "delete"):
+        link = re.search(rf'href="(/vaults/[^"]*/access/policies/{action}/\?[^"]*)"', page)
+        assert link is not None, action
+        opened = text(client.get(html.unescape(link.group(1))))
+        assert principal in html.unescape(opened), action

@@ -537,3 +537,14 @@ def test_forged_posts_are_refused_and_change_nothing(
     actor_name = personas.each()[persona].username
     denied = ActivityEntry.objects.filter(result="Forbidden", actor_name=actor_name)
     assert denied.count() == len(attempts) + 1
+
+
+def test_viewing_the_directory_records_nothing(
+    as_: Any, personas: Personas, app: Application
+) -> None:
+    client = as_("owner")
+    before = ActivityEntry.objects.count()
+    for _ in range(2):
+        assert client.get("/applications/", {"q": app.display_name[:3]}).status_code == 200
+        assert client.get(url(app)).status_code == 200
+    assert ActivityEntry.objects.count() == before

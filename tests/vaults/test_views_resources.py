@@ -8,8 +8,9 @@ from django.test import Client
 
 from tests.conftest import Personas
 from tests.console import htmx_get, htmx_post, is_fragment, text
-from tests.factories import VaultFactory
-from vaults.models import ResourceGroup, Vault
+from tests.factories import UserFactory, VaultFactory
+from vaults import services as vault_services
+from vaults.models import ActivityEntry, Operation, ResourceGroup, Result, Vault
 
 pytestmark = pytest.mark.django_db
 
@@ -48,7 +49,7 @@ def test_a_refusal_in_an_htmx_request_is_an_alert_swapped_into_the_alert_region(
     group = personas.vault.resource_group.name
     response = htmx_post(as_("reader"), f"/groups/{group}/delete/")
     assert response.status_code == 404  # the reader cannot see the group at all
-    response = htmx_post(as_("crypto_user"), f"/vaults/{personas.vault.name}/delete/")
+    response = htmx_post(as_("reader"), f"/vaults/{personas.vault.name}/delete/")
     assert response.status_code == 403
     assert response["HX-Retarget"] == "#alerts"
     assert is_fragment(response)
@@ -232,7 +233,7 @@ def test_a_taken_vault_name_is_a_form_error(as_: Any, personas: Personas) -> Non
 
 @pytest.mark.parametrize(
     ("persona", "status"),
-    [("owner", 200), ("crypto_user", 200), ("reader", 200), ("outsider", 404)],
+    [("owner", 200), ("crypto_user", 404), ("reader", 200), ("outsider", 404)],
 )
 def test_vault_properties_by_persona(
     as_: Any, personas: Personas, persona: str, status: int
@@ -266,7 +267,7 @@ def test_a_vault_with_keys_is_soft_deleted_after_confirmation(
     client = as_("owner")
     url = f"/vaults/{personas.vault.name}/delete/"
     assert "and its 1 key?" in text(client.get(url))
-    response = htmx_post(client, url)
+    response = htmx_post(client, url, {"with_keys": "yes"})
     assert response["HX-Redirect"] == "/vaults/"
     vault = Vault.objects.get(pk=personas.vault.pk)
     assert vault.deleted_at is not None
@@ -297,3 +298,81 @@ def test_an_empty_submission_is_answered_with_the_fields_errors(client: Client, 
     response = htmx_post(client, "/groups/new/", {})
     assert response.status_code == 200
     assert text(response).count("This field is required.") == 2
+
+
+def test_a_key_scoped_crypto_user_reaches_their_key_but_not_the_vaults_properties(
+    client: Client, system: Any, vault: Vault, make_key: Any
+) -> None:
+    make_key("mine", kty="EC")
+    make_key("not-mine", kty="EC")
+    alice = UserFactory.create(username="alice")
+    scope = f"/resourceGroups/{vault.resource_group.name}/providers/Microsoft.KeyVault"
+    vault_services.role_assignment_create(
+        actor=system,
+        assignee="alice",
+        role="Key Vault Crypto User",
+        scope=f"{scope}/vaults/{vault.name}/keys/mine",
+    )
+    client.force_login(alice)
+    keys = text(client.get(f"/vaults/{vault.name}/keys/"))
+    assert "mine" in keys and "not-mine" not in keys
+    assert client.get(f"/vaults/{vault.name}/keys/mine/").status_code == 200
+    assert "Properties" not in keys
+    assert client.get(f"/vaults/{vault.name}/properties/").status_code == 404
+
+
+def test_a_vault_is_not_deleted_past_keys_created_after_the_confirmation(
+    as_: Any, personas: Personas, make_key: Any
+) -> None:
+    client = as_("owner")
+    url = f"/vaults/{personas.vault.name}/delete/"
+    assert "and its" not in text(client.get(url))
+    make_key("arrived-meanwhile", kty="EC")
+    response = client.post(url)
+    assert response.status_code == 409
+    assert Vault.objects.get(pk=personas.vault.pk).deleted_at is None
+
+
+def test_a_forged_vault_creation_reaches_the_service_and_is_recorded(
+    as_: Any, personas: Personas
+) -> None:
+    response = as_("reader").post(
+        "/vaults/new/",
+        {
+            "name": "forged-vault",
+            "resource_group": personas.vault.resource_group.name,
+            "sku": "standard",
+            "retention_days": "90",
+            "permission_model": "rbac",
+        },
+    )
+    assert response.status_code == 403
+    assert not Vault.objects.filter(name="forged-vault").exists()
+    refused = ActivityEntry.objects.filter(operation=Operation.VAULT_PUT, result=Result.FORBIDDEN)
+    assert refused.filter(actor_name=personas.reader.username).exists()
+
+
+def test_a_stale_csrf_token_in_an_htmx_request_is_an_alert(
+    personas: Personas,
+) -> None:
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(personas.owner)
+    response = client.post(
+        f"/vaults/{personas.vault.name}/properties/",
+        {"sku": "premium"},
+        headers={"HX-Request": "true", "X-CSRFToken": "stale"},
+    )
+    assert response.status_code == 403
+    assert response["HX-Retarget"] == "#alerts"
+    assert "out of date" in text(response) and is_fragment(response)
+
+
+def test_a_missing_page_says_so_in_the_consoles_layout(as_: Any) -> None:
+    client = as_("owner")
+    unknown_vault = client.get("/vaults/no-such-vault/keys/")
+    assert unknown_vault.status_code == 404
+    assert "No vault &#x27;no-such-vault&#x27; that you can see." in text(unknown_vault)
+    assert '<nav class="primary"' in text(unknown_vault)
+    unknown_url = client.get("/no/such/page/")
+    assert unknown_url.status_code == 404
+    assert "There is nothing here that you can see." in text(unknown_url)

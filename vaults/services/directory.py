@@ -17,7 +17,7 @@ from accounts.credentials import ApplicationCredentials, IssuedSecret, secret_ha
 from accounts.models import Application, CertificateCredential, ClientSecret, User
 from kvconsole.errors import BadParameter, Conflict, NotFound
 
-from .. import activity
+from .. import activity, selectors
 from ..activity import operation
 from ..models import Operation
 from ..permissions import DEPLOYMENT, Action, authorize
@@ -32,19 +32,6 @@ MAX_SECRET_YEARS = 2
 SECRET_BYTES = 30
 HINT_LENGTH = 3
 SALT_BYTES = 16
-
-_SECRET_FIELDS = ("id", "key_id", "description", "hint", "created_at", "expires_at")
-_CERTIFICATE_FIELDS = (
-    "id",
-    "key_id",
-    "description",
-    "thumbprint_sha1",
-    "thumbprint_sha256",
-    "subject",
-    "not_before",
-    "not_after",
-    "created_at",
-)
 
 
 def years_from(moment: datetime, years: int) -> datetime:
@@ -219,13 +206,7 @@ def application_certificate_add(
 def application_credential_list(*, actor: User, client_id: str) -> ApplicationCredentials:
     """An application's client secrets and certificates: metadata only."""
     application = _authorized(actor, Action.APPLICATION_READ, client_id)
-    client_secrets = ClientSecret.objects.filter(application=application).only(*_SECRET_FIELDS)
-    certificates = CertificateCredential.objects.filter(application=application)
-    return ApplicationCredentials(
-        application=application,
-        secrets=list(client_secrets),
-        certificates=list(certificates.only(*_CERTIFICATE_FIELDS)),
-    )
+    return selectors.application_credentials(application=application)
 
 
 @operation(Operation.APPLICATION_CREDENTIAL_DELETE)

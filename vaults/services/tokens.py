@@ -29,7 +29,7 @@ from accounts.models import (
 )
 from kvconsole.errors import BadParameter, NotFound, Unauthorized
 
-from .. import activity
+from .. import activity, selectors
 from ..activity import operation
 from ..models import Operation
 from ..permissions import DEPLOYMENT, Action, authorize
@@ -391,7 +391,7 @@ def workload_identity_add(*, actor: User, client_id: str, description: str = "")
 @operation(Operation.WORKLOAD_IDENTITY_LIST)
 def workload_identity_list(*, actor: User, client_id: str) -> QuerySet[WorkloadIdentity]:
     application = _authorized(actor, Action.APPLICATION_READ, client_id)
-    return WorkloadIdentity.objects.filter(application=application).defer("secret_hash")
+    return selectors.workload_identity_list(application=application)
 
 
 @operation(Operation.WORKLOAD_IDENTITY_DELETE)

@@ -5,6 +5,9 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from ..models import Vault
+from ..permissions import Action, may
+
 register = template.Library()
 
 
@@ -19,3 +22,10 @@ def nav_link(
     return format_html(
         '<a href="{}"{}>{}</a>', url, SafeString(' aria-current="page"') if current else "", label
     )
+
+
+@register.simple_tag(takes_context=True)
+def vault_readable(context: template.Context, vault: Vault) -> bool:
+    """Whether the operator may read the vault as a resource (its Properties tab), not only
+    use its keys."""
+    return may(context["request"].user, Action.VAULT_READ, vault)

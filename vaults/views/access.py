@@ -9,6 +9,7 @@ authorizes and records it. Capabilities decide only which controls are shown.
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 from uuid import UUID
 
 from django.contrib.auth.models import Group
@@ -158,7 +159,7 @@ class PolicyRow:
     @property
     def query(self) -> str:
         value, kind = self.ref
-        return f"principal={value}&kind={kind}"
+        return urlencode({"principal": value, "kind": kind})
 
 
 def _policy_rows(request: AuthedRequest, vault: Vault) -> list[PolicyRow]:

@@ -17,6 +17,7 @@ from django.http import Http404, HttpResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts import tokens
@@ -25,7 +26,7 @@ from kvconsole.console import done, page, posted
 from kvconsole.errors import BadParameter, Conflict
 from kvconsole.http import AuthedRequest
 
-from .. import services
+from .. import selectors, services
 from ..forms import ConfirmNameForm
 from ..forms_applications import (
     ApplicationForm,
@@ -39,8 +40,12 @@ PAGE_SIZE = 50
 
 
 def _application(request: AuthedRequest, client_id: UUID) -> Application:
-    """The application, for anyone who may read the directory; NotFound (404) otherwise."""
-    return services.application_get(actor=request.user, client_id=str(client_id))
+    """The application, for anyone who may read the directory; 404 otherwise. Read through
+    the directory's selectors: a page view is no operation to record."""
+    application = selectors.application_list(actor=request.user).filter(client_id=client_id).first()
+    if application is None:
+        raise Http404(f"Application {client_id} does not exist.")
+    return application
 
 
 def _can(request: AuthedRequest, application: Application) -> dict[str, bool]:
@@ -69,7 +74,7 @@ def _shown_once(response: HttpResponse) -> HttpResponse:
 def application_list(request: AuthedRequest) -> HttpResponse:
     query = request.GET.get("q", "").strip()
     applications = (
-        services.application_list(actor=request.user)
+        selectors.application_list(actor=request.user)
         .annotate(
             secret_count=Count("client_secrets", distinct=True),
             certificate_count=Count("certificates", distinct=True),
@@ -114,13 +119,13 @@ def application_create(request: AuthedRequest) -> HttpResponse:
 
 @require_GET
 def application_detail(request: AuthedRequest, client_id: UUID) -> HttpResponse:
-    credentials = services.application_credential_list(actor=request.user, client_id=str(client_id))
-    application = credentials.application
+    application = _application(request, client_id)
+    credentials = selectors.application_credentials(application=application)
     context = {
         "application": application,
         "secrets": credentials.secrets,
         "certificates": credentials.certificates,
-        "identities": services.workload_identity_list(actor=request.user, client_id=str(client_id)),
+        "identities": selectors.workload_identity_list(application=application),
         "can": _can(request, application),
         "now": timezone.now(),
         "tenant_id": settings.KVCONSOLE_TENANT_ID,
@@ -187,6 +192,7 @@ def application_delete(request: AuthedRequest, client_id: UUID) -> HttpResponse:
 
 
 @require_http_methods(["GET", "POST"])
+@sensitive_variables()  # a new secret is in hand: never in an error report
 def application_secret_add(request: AuthedRequest, client_id: UUID) -> HttpResponse:
     """Add a client secret; its value is in this response only."""
     application = _application(request, client_id)
@@ -213,6 +219,8 @@ def application_secret_add(request: AuthedRequest, client_id: UUID) -> HttpRespo
 
 
 @require_http_methods(["GET", "POST"])
+# Pasted by mistake, the text may be a private key: never in an error report.
+@sensitive_post_parameters("certificate_pem")
 def application_certificate_add(request: AuthedRequest, client_id: UUID) -> HttpResponse:
     application = _application(request, client_id)
     form = CertificateAddForm(posted(request), request.FILES if request.method == "POST" else None)
@@ -238,7 +246,7 @@ def application_credential_revoke(
     request: AuthedRequest, client_id: UUID, key_id: UUID
 ) -> HttpResponse:
     """Revoke a client secret or remove a certificate, after confirmation."""
-    credentials = services.application_credential_list(actor=request.user, client_id=str(client_id))
+    credentials = selectors.application_credentials(application=_application(request, client_id))
     secret = next((item for item in credentials.secrets if item.key_id == key_id), None)
     certificate = next((item for item in credentials.certificates if item.key_id == key_id), None)
     if secret is None and certificate is None:
@@ -268,6 +276,7 @@ def application_credential_revoke(
 
 
 @require_http_methods(["GET", "POST"])
+@sensitive_variables()  # a new secret is in hand: never in an error report
 def application_identity_add(request: AuthedRequest, client_id: UUID) -> HttpResponse:
     """Bind a workload; its identity secret is in this response only."""
     application = _application(request, client_id)
@@ -300,9 +309,7 @@ def application_identity_delete(
 ) -> HttpResponse:
     application = _application(request, client_id)
     identity = (
-        services.workload_identity_list(actor=request.user, client_id=str(client_id))
-        .filter(key_id=key_id)
-        .first()
+        selectors.workload_identity_list(application=application).filter(key_id=key_id).first()
     )
     if identity is None:
         raise Http404("The application has no such workload identity.")

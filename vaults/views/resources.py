@@ -88,6 +88,15 @@ def visible_vault(request: AuthedRequest, name: str) -> Vault:
     return vault
 
 
+def readable_vault(request: AuthedRequest, name: str) -> Vault:
+    """A live vault the operator may read as a resource (its properties); 404 otherwise, also
+    for those who only use its keys."""
+    vault = selectors.vault_list(actor=request.user).filter(name=name.lower()).first()
+    if vault is None:
+        raise Http404(f"No vault '{name}' whose properties you can see.")
+    return vault
+
+
 def _filtered_vaults(request: AuthedRequest) -> tuple[QuerySet[Vault], dict[str, str]]:
     filters = {name: request.GET.get(name, "").strip() for name in ("group", "location", "sku")}
     vaults = selectors.vault_list(
@@ -121,10 +130,14 @@ def _creatable_groups(request: AuthedRequest) -> QuerySet[ResourceGroup]:
 
 @require_http_methods(["GET", "POST"])
 def vault_create(request: AuthedRequest) -> HttpResponse:
-    groups = list(_creatable_groups(request).values_list("name", flat=True))
-    if not groups:
+    creatable = list(_creatable_groups(request).values_list("name", flat=True))
+    if request.method == "GET" and not creatable:
         raise Http404("There is no resource group you may create vaults in.")
-    initial = {"resource_group": request.GET.get("group", groups[0])}
+    # The form offers the groups one may create in; a POST naming any other group is the
+    # service's to refuse (and record), as from any other face.
+    posted_group = request.POST.get("resource_group", "") if request.method == "POST" else ""
+    groups = [*creatable, posted_group] if posted_group not in ("", *creatable) else creatable
+    initial = {"resource_group": request.GET.get("group", creatable[0] if creatable else "")}
     form = VaultCreateForm(posted(request), groups=groups, initial=initial)
     if request.method == "POST" and form.is_valid():
         try:
@@ -144,7 +157,7 @@ def vault_detail(request: AuthedRequest, name: str) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def vault_properties(request: AuthedRequest, name: str) -> HttpResponse:
-    vault = visible_vault(request, name)
+    vault = readable_vault(request, name)
     can = capabilities(request.user, vault, edit=Action.VAULT_WRITE, delete=Action.VAULT_DELETE)
     form = VaultPropertiesForm(posted(request), vault=vault)
     if request.method == "POST" and form.is_valid():
@@ -161,14 +174,17 @@ def vault_properties(request: AuthedRequest, name: str) -> HttpResponse:
 
 @require_http_methods(["GET", "POST"])
 def vault_delete(request: AuthedRequest, name: str) -> HttpResponse:
-    vault = visible_vault(request, name)
-    key_count = vault.keys.filter(deleted_at=None).count()
+    vault = readable_vault(request, name)
     if request.method == "POST":
-        vault_services.vault_delete(actor=request.user, name=vault.name, force=bool(key_count))
+        # Forced only past the keys the operator was shown: keys created since the
+        # confirmation come back as the service's refusal.
+        with_keys = request.POST.get("with_keys") == "yes"
+        vault_services.vault_delete(actor=request.user, name=vault.name, force=with_keys)
         message = (
             f"Vault {vault.name} deleted; it can be recovered for "
             f"{vault.soft_delete_retention_days} days."
         )
         return done(request, message, reverse("vault-list"))
+    key_count = vault.keys.filter(deleted_at=None).count()
     context = {"vault": vault, "key_count": key_count}
     return page(request, "vaults/vault_delete.html", context, partial="confirm")
