@@ -1,13 +1,14 @@
 """The console's pages against axe-core's WCAG 2 A and AA rules, at desktop and phone widths."""
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Page
 
 from accounts.models import User
 from keys.models import KeyVersion
-from tests.browser.conftest import WIDTHS, accessibility_violations
+from tests.browser.conftest import PASSWORD, WIDTHS, accessibility_violations
 from tests.conftest import Personas
 from vaults import services as vault_services
 
@@ -58,6 +59,10 @@ def test_the_main_pages_pass_the_accessibility_rules(
         response = page.goto(path)
         assert response is not None and response.status == 200, path
         violations = accessibility_violations(page)
+        # Wide tables scroll inside their own frame; the page itself never scrolls sideways.
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        if overflow > 0:
+            violations.append(f"the page is {overflow} px wider than the window")
         if violations:
             found[path] = violations
     assert not found, found
@@ -67,3 +72,26 @@ def test_the_sign_in_page_passes_the_accessibility_rules(open_page: Callable[...
     page = open_page(audit=True)
     page.goto("/signin/")
     assert accessibility_violations(page) == []
+
+
+def test_signing_in_and_moving_around_work_from_the_keyboard(
+    open_page: Callable[..., Page], owner: User, personas: Personas
+) -> None:
+    page = open_page()
+    page.goto("/signin/")
+    # The user name field has the focus from the start.
+    page.keyboard.type(owner.username)
+    page.keyboard.press("Tab")
+    page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda url: urlsplit(url).path == "/")
+    # The first stop is the skip link, which leads past the navigation to the content.
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "main"
+    page.goto("/vaults/")
+    link = page.get_by_role("link", name=personas.vault.name)
+    link.focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**/vaults/{personas.vault.name}/keys/")
