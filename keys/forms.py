@@ -17,6 +17,7 @@ from django.utils import timezone
 from django.utils.decorators import method_decorator
 from django.views.decorators.debug import sensitive_variables
 
+from kvconsole import clock
 from kvconsole.errors import BadParameter
 from vaults.forms import ServiceForm, TagsField
 
@@ -323,7 +324,7 @@ class RotationPolicyForm(ServiceForm):
         if self.errors:
             return cleaned
         # Azure's rules, one part at a time so that each refusal sits beside its field.
-        now, expiry = timezone.now(), cleaned.get("expiry_time", "")
+        now, expiry = clock.now(), cleaned.get("expiry_time", "")
         if not self._keeps_rules([], expiry, now, "expiry_time"):
             return cleaned
         fields = {rotation.ROTATE: "rotate_time", rotation.NOTIFY: "notify_before"}

@@ -5,9 +5,9 @@ from datetime import datetime, timedelta
 from django.db.models import F, OrderBy, Q, QuerySet, TextField
 from django.db.models.fields.json import KeyTransform
 from django.db.models.functions import Cast, Lower
-from django.utils import timezone
 
 from accounts.models import User
+from kvconsole import clock
 from vaults.models import Vault
 from vaults.permissions import Action, visible
 
@@ -53,7 +53,7 @@ def key_list(
         keys = keys.filter(current_version__kty=kty)
     if enabled is not None:
         keys = keys.filter(current_version__enabled=enabled)
-    now = now or timezone.now()
+    now = now or clock.now()
     if expiry == EXPIRED:
         keys = keys.filter(current_version__expires__lte=now)
     elif expiry == SOON:

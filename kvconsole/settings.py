@@ -210,6 +210,9 @@ LOGGING = {
 
 # --- kvconsole -------------------------------------------------------------------------
 
+# Moves the time the services go by (kvconsole/clock.py): an ISO-8601 duration such as P40D,
+# to show rotation, expiry and purge schedules without waiting. Never in production.
+KVCONSOLE_CLOCK_OFFSET = os.environ.get("KVCONSOLE_CLOCK_OFFSET", "")
 KVCONSOLE_DEPLOYMENT_NAME = os.environ.get("KVCONSOLE_DEPLOYMENT_NAME", "kvconsole (development)")
 # Shown in resource ids; one deployment is one Azure-style subscription.
 KVCONSOLE_SUBSCRIPTION_ID = os.environ.get(

@@ -12,7 +12,7 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 
 from accounts.models import User
-from kvconsole import sql
+from kvconsole import clock, sql
 from kvconsole.errors import (
     BadParameter,
     Conflict,
@@ -253,7 +253,7 @@ def check_usable(version: KeyVersion, key_op: str) -> None:
     if key_op not in version.key_ops:
         raise OperationNotAllowed(f"Operation {key_op} is not permitted on this key.")
     if key_op not in ALLOWED_WHEN_INACTIVE:
-        now = timezone.now()
+        now = clock.now()
         if version.not_before is not None and now < version.not_before:
             raise KeyNotActive(
                 f"Operation {key_op} is not allowed before the key's activation date (nbf)."
@@ -323,7 +323,7 @@ def add_version(
 ) -> KeyVersion:
     """Seal `material` into a new version of `key` (inside the caller's transaction)."""
     spec = material.spec
-    now = timezone.now()
+    now = clock.now()
     version = KeyVersion(
         key=key,
         kty=spec.kty,

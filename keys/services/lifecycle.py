@@ -4,9 +4,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import QuerySet
-from django.utils import timezone
 
 from accounts.models import User
+from kvconsole import clock
 from kvconsole.errors import (
     BadParameter,
     Forbidden,
@@ -189,7 +189,7 @@ def key_update(
         for field, value in changes.items():
             setattr(row, field, value)
         check_validity(row.not_before, row.expires)
-        row.updated_at = timezone.now()
+        row.updated_at = clock.now()
         row.save(update_fields=[*changes, "updated_at"])
     if not row.enabled:
         material_cache.forget([row.pk])
@@ -208,7 +208,7 @@ def key_rotate(*, actor: User, vault_name: str, name: str) -> KeyVersion:
     )
     policy = KeyRotationPolicy.objects.filter(key=key).first()
     with activity.atomic():
-        now = timezone.now()
+        now = clock.now()
         version = add_version(
             lock_key(key),
             material,
@@ -240,7 +240,7 @@ def key_revert(*, actor: User, vault_name: str, name: str, version: str) -> KeyV
         raise BadParameter(
             f"Version {source.version} is disabled; enable it first to revert to it."
         )
-    if source.expires is not None and source.expires <= timezone.now():
+    if source.expires is not None and source.expires <= clock.now():
         raise BadParameter(
             f"Version {source.version} has expired; extend its expiry first to revert to it."
         )
@@ -264,7 +264,7 @@ def key_delete(*, actor: User, vault_name: str, name: str) -> Key:
     key = resolve_key(actor, Action.KEY_DELETE, vault_name, name)
     with activity.atomic():
         key = lock_key(key)
-        now = timezone.now()
+        now = clock.now()
         key.deleted_at = now
         key.scheduled_purge_at = now + timedelta(days=key.vault.soft_delete_retention_days)
         key.save(update_fields=["deleted_at", "scheduled_purge_at", "updated_at"])
@@ -305,7 +305,7 @@ def key_purge(*, actor: User, vault_name: str, name: str) -> None:
         # Locked and checked again: a recover that just committed must not be undone.
         key = lock_key(key, deleted=True)
         assert key.scheduled_purge_at is not None
-        if key.vault.purge_protection and timezone.now() < key.scheduled_purge_at:
+        if key.vault.purge_protection and clock.now() < key.scheduled_purge_at:
             raise Forbidden(
                 'Operation "purge" is not allowed because purge protection is enabled for '
                 "this vault; the key cannot be purged before its scheduled purge date, "

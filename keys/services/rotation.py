@@ -3,9 +3,8 @@
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.utils import timezone
-
 from accounts.models import User
+from kvconsole import clock
 from vaults import activity
 from vaults.activity import operation
 from vaults.models import Operation
@@ -59,7 +58,7 @@ def key_rotation_policy_set(
 ) -> RotationPolicy:
     """Replace a key's rotation policy (Azure's rules; a Notify action is added if missing)."""
     key = resolve_key(actor, Action.ROTATION_POLICY_WRITE, vault_name, name)
-    now = timezone.now()
+    now = clock.now()
     policy = rotation.clean_policy(lifetime_actions, expiry_time, now=now)
     with activity.atomic():
         key = lock_key(key)

@@ -13,10 +13,10 @@ from django.core.paginator import Page, Paginator
 from django.db.models import QuerySet
 from django.http import Http404, HttpResponse
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.debug import sensitive_post_parameters, sensitive_variables
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from kvconsole import clock
 from kvconsole.console import done, page, posted
 from kvconsole.errors import BadParameter, Conflict
 from kvconsole.http import AuthedRequest
@@ -51,7 +51,7 @@ def paginated(request: AuthedRequest, items: QuerySet[Any]) -> Page[Any]:
 
 def badge_times() -> dict[str, datetime]:
     """The moments a page compares expiry dates with, for its badges."""
-    now = timezone.now()
+    now = clock.now()
     return {"now": now, "soon": now + selectors.EXPIRING_SOON}
 
 

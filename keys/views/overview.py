@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 from django.db.models import Count, Q
 from django.db.models.functions import TruncHour
 from django.http import HttpResponse
-from django.utils import timezone
 from django.views.decorators.http import require_GET
 
+from kvconsole import clock
 from kvconsole.console import page
 from kvconsole.http import AuthedRequest, is_partial
 from vaults import charts
@@ -60,7 +60,7 @@ def activity_chart(
 
 @require_GET
 def overview(request: AuthedRequest) -> HttpResponse:
-    now = timezone.now()
+    now = clock.now()
     chosen = request.GET.get("vault", "").strip()
     vault = visible_vault(request, chosen) if chosen else None
     context: dict[str, object] = {"chart": activity_chart(request, vault, now), "vault": vault}

@@ -5,9 +5,9 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
-from django.utils import timezone
 
 from accounts.models import User
+from kvconsole import clock
 from kvconsole.errors import BadParameter, Conflict, Forbidden, NotFound
 
 from .. import activity, selectors
@@ -311,7 +311,7 @@ def vault_delete(*, actor: User, name: str, force: bool = False) -> Vault:
         )
     with activity.atomic():
         vault = _lock_vault(vault)
-        now = timezone.now()
+        now = clock.now()
         vault.deleted_at = now
         vault.scheduled_purge_at = now + timedelta(days=vault.soft_delete_retention_days)
         vault.save(update_fields=["deleted_at", "scheduled_purge_at", "updated_at"])
@@ -346,7 +346,7 @@ def vault_purge(*, actor: User, name: str) -> None:
         # Locked and checked again: a recover that just committed must not be undone.
         vault = _lock_vault(vault, deleted=True)
         assert vault.scheduled_purge_at is not None
-        if vault.purge_protection and timezone.now() < vault.scheduled_purge_at:
+        if vault.purge_protection and clock.now() < vault.scheduled_purge_at:
             raise Forbidden(
                 'Operation "purge" is not allowed because purge protection is enabled for '
                 f"vault '{vault.name}'; it cannot be purged before its scheduled purge date, "
