@@ -38,7 +38,7 @@ def test_the_services_go_by_the_moved_clock(
 ) -> None:
     expires = timezone.now() + timedelta(days=30)
     make_key("month", kty="oct", size=256, expires=expires)
-    arguments = {"vault_name": vault.name, "name": "month", "algorithm": "A256GCM"}
+    arguments: dict[str, Any] = {"vault_name": vault.name, "name": "month", "algorithm": "A256GCM"}
     key_services.key_encrypt(actor=system, plaintext=b"now", **arguments)
     settings.KVCONSOLE_CLOCK_OFFSET = "P31D"
     with pytest.raises(KeyNotActive):

@@ -474,3 +474,133 @@ class ActivityEntry(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> tuple[int, dict[str, int]]:
         raise PermissionError("Activity entries are append-only.")
+
+
+# --- events, alert rules and their notifications ---------------------------------------------
+
+
+class EventType(models.TextChoices):
+    """Azure Event Grid's Key Vault event types, and the deployment's two security events."""
+
+    KEY_NEW_VERSION_CREATED = "Microsoft.KeyVault.KeyNewVersionCreated", "Key new version created"
+    KEY_NEAR_EXPIRY = "Microsoft.KeyVault.KeyNearExpiry", "Key near expiry"
+    KEY_EXPIRED = "Microsoft.KeyVault.KeyExpired", "Key expired"
+    VAULT_ACCESS_POLICY_CHANGED = (
+        "Microsoft.KeyVault.VaultAccessPolicyChanged",
+        "Vault access policy changed",
+    )
+    UNAUTHORIZED_ACCESS_ATTEMPTS = (
+        "kvconsole.UnauthorizedAccessAttempts",
+        ("Unauthorized access attempts"),
+    )
+    SIGN_IN_LOCKOUT = "kvconsole.SignInLockout", "Sign-in lockout"
+
+
+class Event(models.Model):
+    """Something people may need to hear about, in Event Grid's terms. It is written in the
+    transaction of the change that caused it, with a notification for each matching rule
+    (the outbox), so neither is ever lost nor sent for a change that rolled back."""
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    event_type = models.CharField(max_length=64, choices=EventType.choices)
+    # Event Grid's topic (the vault's resource id) and subject (the object's name).
+    topic = models.CharField(max_length=400)
+    subject = models.CharField(max_length=400)
+    time = models.DateTimeField()
+    # Event Grid's `data`, with its PascalCase names (Id, VaultName, ObjectType, ...).
+    data = models.JSONField(default=dict)
+    # Where it happened, for matching rules by scope.
+    resource_group = models.CharField(max_length=90, blank=True)
+    vault_name = models.CharField(max_length=24, blank=True)
+    key_name = models.CharField(max_length=127, blank=True)
+    # Events that must happen once (a version nearing expiry at a threshold) carry a key
+    # that no second event may share.
+    once = models.CharField(max_length=400, null=True, blank=True, unique=True)
+
+    class Meta:
+        ordering = ["-time", "-id"]
+        indexes = [models.Index(fields=["event_type", "time"], name="event_type_time")]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.subject}"
+
+
+class AlertRule(models.Model):
+    """Who hears about which events where: a scope (the deployment, a resource group, a
+    vault or one key), the event types, and a channel (email, or a webhook in the Event Grid
+    or CloudEvents 1.0 schema)."""
+
+    class Channel(models.TextChoices):
+        EMAIL = "email", "Email"
+        WEBHOOK = "webhook", "Webhook"
+
+    class Schema(models.TextChoices):
+        EVENT_GRID = "eventgrid", "Event Grid"
+        CLOUD_EVENTS = "cloudevents", "CloudEvents 1.0"
+
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    name = models.CharField(max_length=80, unique=True)
+    enabled = models.BooleanField(default=True)
+    # The scope: empty names widen it (all empty = the whole deployment).
+    resource_group = models.CharField(max_length=90, blank=True)
+    vault_name = models.CharField(max_length=24, blank=True)
+    key_name = models.CharField(max_length=127, blank=True)
+    event_types = models.JSONField(default=list)
+    channel = models.CharField(max_length=8, choices=Channel.choices)
+    # Email: the recipients, comma-separated. Webhook: the HTTPS URL.
+    target = models.CharField(max_length=1000)
+    schema = models.CharField(max_length=12, choices=Schema.choices, default=Schema.EVENT_GRID)
+    # UnauthorizedAccessAttempts: this many refusals of one principal on one vault within
+    # the window raise one event.
+    attempts = models.PositiveIntegerField(default=10)
+    window_seconds = models.PositiveIntegerField(default=300)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.CharField(max_length=150, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Notification(models.Model):
+    """One event for one rule's channel: the outbox row a worker delivers, retries with
+    backoff, marks delivered once, or dead-letters after too many attempts."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        DELIVERED = "delivered", "Delivered"
+        DEAD = "dead", "Dead-lettered"
+
+    # Sent as the idempotency id: a receiver that sees it twice knows it is one delivery.
+    uid = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="notifications")
+    rule = models.ForeignKey(
+        AlertRule, null=True, on_delete=models.SET_NULL, related_name="notifications"
+    )
+    # The channel as it was when the event happened: a later edit of the rule does not
+    # redirect what is already on its way.
+    channel = models.CharField(max_length=8, choices=AlertRule.Channel.choices)
+    target = models.CharField(max_length=1000)
+    schema = models.CharField(max_length=12, choices=AlertRule.Schema.choices)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField()
+    last_error = models.CharField(max_length=500, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [
+            # What a worker looks for: the due pending rows, oldest due first.
+            models.Index(
+                fields=["next_attempt_at", "id"],
+                name="notification_due",
+                condition=models.Q(status="pending"),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} to {self.channel}: {self.status}"

@@ -22,11 +22,12 @@ from kvconsole.errors import (
     OperationNotAllowed,
 )
 from vaults import activity, readcache
-from vaults.models import ResourceGroup, Vault
+from vaults.models import EventType, ResourceGroup, Vault
 from vaults.permissions import Action, authorize
 from vaults.services import vault_lookup
 
 from .. import crypto, protection
+from .. import events as key_events
 from ..models import KEY_NAME, KEY_OPERATIONS, Key, KeyVersion
 from ..protection import ProtectedMaterial, material_cache
 
@@ -320,8 +321,11 @@ def add_version(
     created_at: datetime | None = None,
     updated_at: datetime | None = None,
     make_current: bool = True,
+    announce: bool = True,
 ) -> KeyVersion:
-    """Seal `material` into a new version of `key` (inside the caller's transaction)."""
+    """Seal `material` into a new version of `key` (inside the caller's transaction), and
+    unless told not to (a restore brings back versions that existed), raise
+    KeyNewVersionCreated with it."""
     spec = material.spec
     now = clock.now()
     version = KeyVersion(
@@ -356,6 +360,9 @@ def add_version(
     if make_current:
         key.current_version = version
         key.save(update_fields=["current_version", "updated_at"])
+    if announce:
+        version.key = key
+        key_events.emit_for_version(EventType.KEY_NEW_VERSION_CREATED, version)
     # The new version is used straight away by most callers: spare them the load.
     transaction.on_commit(lambda: material_cache.put(version.pk, material))
     return version

@@ -125,6 +125,8 @@ def key_restore(*, actor: User, vault_name: str, blob: bytes) -> KeyVersion:
                     version_id=entry["version"],
                     created_at=_parse_timestamp(entry["created"]),
                     updated_at=_parse_timestamp(entry["updated"]),
+                    # Versions that existed before the backup: nothing new to announce.
+                    announce=False,
                     make_current=False,
                 )
                 if entry["version"] == payload["current"]:
