@@ -249,3 +249,50 @@ KVCONSOLE_GENERATE_KEY_FILES = os.environ.get("KVCONSOLE_GENERATE_KEY_FILES", "1
 
 KVCONSOLE_KEY_CACHE_SIZE = int(os.environ.get("KVCONSOLE_KEY_CACHE_SIZE", "1024"))
 KVCONSOLE_MAX_BACKUP_VERSIONS = 500
+
+# --- alerts: delivering notifications (vaults/delivery.py) -----------------------------
+
+# Each webhook's signing secret is derived from this key and the rule (vaults/webhooks.py).
+KVCONSOLE_WEBHOOK_KEY_FILE = Path(
+    os.environ.get("KVCONSOLE_WEBHOOK_KEY_FILE") or VAR_DIR / "webhook-key.json"
+)
+# A PEM bundle of private CAs that webhook receivers' certificates may also chain to.
+KVCONSOLE_WEBHOOK_CA_FILE = os.environ.get("KVCONSOLE_WEBHOOK_CA_FILE", "")
+# Attempts before a notification is dead-lettered; retries wait a random time up to
+# base * 2^(attempt - 1), at most the cap (exponential backoff with full jitter).
+KVCONSOLE_ALERT_MAX_ATTEMPTS = int(os.environ.get("KVCONSOLE_ALERT_MAX_ATTEMPTS", "8"))
+KVCONSOLE_ALERT_BACKOFF_BASE_SECONDS = float(
+    os.environ.get("KVCONSOLE_ALERT_BACKOFF_BASE_SECONDS", "60")
+)
+KVCONSOLE_ALERT_BACKOFF_CAP_SECONDS = float(
+    os.environ.get("KVCONSOLE_ALERT_BACKOFF_CAP_SECONDS", "21600")
+)
+# Per network step of a webhook request (connect, send, each read).
+KVCONSOLE_ALERT_TIMEOUT_SECONDS = float(os.environ.get("KVCONSOLE_ALERT_TIMEOUT_SECONDS", "10"))
+# Deliveries at once, at most this many of them to one endpoint, and rows per delivery lane.
+KVCONSOLE_ALERT_CONCURRENCY = int(os.environ.get("KVCONSOLE_ALERT_CONCURRENCY", "16"))
+KVCONSOLE_ALERT_LANES_PER_ENDPOINT = int(
+    os.environ.get("KVCONSOLE_ALERT_LANES_PER_ENDPOINT", "4")
+)
+KVCONSOLE_ALERT_LANE_ROWS = int(os.environ.get("KVCONSOLE_ALERT_LANE_ROWS", "10"))
+# How often `kv deliver --loop` looks for notifications that fell due.
+KVCONSOLE_ALERT_POLL_SECONDS = float(os.environ.get("KVCONSOLE_ALERT_POLL_SECONDS", "1"))
+
+# Email alerts go through this SMTP server (Django's mailers). Without a port: 25, or 587
+# with STARTTLS, or 465 with implicit TLS.
+_email_port = os.environ.get("KVCONSOLE_EMAIL_PORT", "")
+MAILERS = {
+    "default": {
+        "BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "OPTIONS": {
+            "host": os.environ.get("KVCONSOLE_EMAIL_HOST", "localhost"),
+            "port": int(_email_port) if _email_port else None,
+            "username": os.environ.get("KVCONSOLE_EMAIL_USER", ""),
+            "password": os.environ.get("KVCONSOLE_EMAIL_PASSWORD", ""),
+            "use_tls": os.environ.get("KVCONSOLE_EMAIL_STARTTLS", "0") == "1",
+            "use_ssl": os.environ.get("KVCONSOLE_EMAIL_SSL", "0") == "1",
+            "timeout": float(os.environ.get("KVCONSOLE_EMAIL_TIMEOUT_SECONDS", "10")),
+        },
+    }
+}
+DEFAULT_FROM_EMAIL = os.environ.get("KVCONSOLE_EMAIL_FROM", "kvconsole@localhost")

@@ -37,11 +37,17 @@ from vaults.models import ActivityEntry, Face, Vault
 @pytest.fixture(scope="session", autouse=True)
 def key_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     directory = tmp_path_factory.mktemp("keyfiles")
-    names = ("KVCONSOLE_MASTER_KEY_FILE", "KVCONSOLE_BACKUP_KEY_FILE", "KVCONSOLE_TOKEN_KEY_FILE")
+    names = (
+        "KVCONSOLE_MASTER_KEY_FILE",
+        "KVCONSOLE_BACKUP_KEY_FILE",
+        "KVCONSOLE_TOKEN_KEY_FILE",
+        "KVCONSOLE_WEBHOOK_KEY_FILE",
+    )
     original = [getattr(settings, name) for name in names]
     settings.KVCONSOLE_MASTER_KEY_FILE = directory / "master-keys.json"
     settings.KVCONSOLE_BACKUP_KEY_FILE = directory / "backup-key.json"
     settings.KVCONSOLE_TOKEN_KEY_FILE = directory / "token-signing-keys.json"
+    settings.KVCONSOLE_WEBHOOK_KEY_FILE = directory / "webhook-key.json"
     yield directory
     for name, value in zip(names, original, strict=True):
         setattr(settings, name, value)

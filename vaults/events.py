@@ -30,11 +30,13 @@ def emit(
     data: dict[str, Any],
     key_name: str = "",
     once: str | None = None,
+    only_rule: AlertRule | None = None,
 ) -> Event | None:
     """Record an event and queue a notification for each enabled rule that covers it.
 
     With `once`, an event with the same key recorded before (by this or any process) makes
-    this one nothing: None is returned.
+    this one nothing: None is returned. With `only_rule`, that rule alone is notified,
+    whatever its scope and types (a test of the rule's channel).
     """
     if not connection.in_atomic_block:
         raise RuntimeError("events.emit() must run in the transaction of the change it reports")
@@ -70,7 +72,7 @@ def emit(
             schema=rule.schema,
             next_attempt_at=now,
         )
-        for rule in matching_rules(event)
+        for rule in ([only_rule] if only_rule is not None else matching_rules(event))
     )
     return event
 

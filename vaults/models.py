@@ -350,6 +350,20 @@ class Operation(models.TextChoices):
     SIGN_IN = "SignIn"
     SIGN_OUT = "SignOut"
     SIGN_IN_LOCKOUT = "SignInLockout"
+    # Alert rules are the deployment's Event Grid subscriptions; a dead-lettered or requeued
+    # notification is a change an operator must be able to trace.
+    ALERT_RULE_CREATE = "AlertRuleCreate"
+    ALERT_RULE_UPDATE = "AlertRuleUpdate"
+    ALERT_RULE_LIST = "AlertRuleList"
+    ALERT_RULE_GET = "AlertRuleGet"
+    ALERT_RULE_DELETE = "AlertRuleDelete"
+    ALERT_RULE_SECRET_GET = "AlertRuleSecretGet"  # noqa: S105 (an operation name)
+    ALERT_RULE_REKEY = "AlertRuleRekey"
+    ALERT_RULE_TEST = "AlertRuleTest"
+    NOTIFICATION_LIST = "NotificationList"
+    NOTIFICATION_DELIVER = "NotificationDeliver"
+    NOTIFICATION_DEAD_LETTER = "NotificationDeadLetter"
+    NOTIFICATION_REQUEUE = "NotificationRequeue"
 
 
 class Face(models.TextChoices):
@@ -494,6 +508,8 @@ class EventType(models.TextChoices):
         ("Unauthorized access attempts"),
     )
     SIGN_IN_LOCKOUT = "kvconsole.SignInLockout", "Sign-in lockout"
+    # Sent by `kv alert test` to one rule only; no rule subscribes to it.
+    ALERT_TEST = "kvconsole.AlertTest", "Alert test"
 
 
 class Event(models.Model):
@@ -556,6 +572,9 @@ class AlertRule(models.Model):
     window_seconds = models.PositiveIntegerField(default=300)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.CharField(max_length=150, blank=True)
+    # A webhook's signing secret is derived from the deployment's webhook key, the uid and
+    # this salt, so no secret is stored; re-keying the rule draws a new salt.
+    signing_salt = models.UUIDField(default=uuid.uuid4, editable=False)
 
     class Meta:
         ordering = ["name"]

@@ -106,6 +106,15 @@ class Action(Enum):
     # reach the server by.
     HOST_ALIASES_WRITE = ("kvconsole/hostAliases/write/action",)
     ACTIVITY_READ = ("kvconsole/activity/read",)
+    # Alert rules are Azure's Event Grid subscriptions on a vault or resource group: Owner
+    # holds these actions at a scope (and, as in Azure, Key Vault Crypto Service Encryption
+    # User; Key Vault Administrator and Contributor do not).
+    ALERT_RULE_READ = ("Microsoft.EventGrid/eventSubscriptions/read",)
+    ALERT_RULE_WRITE = ("Microsoft.EventGrid/eventSubscriptions/write",)
+    ALERT_RULE_DELETE = ("Microsoft.EventGrid/eventSubscriptions/delete",)
+    # Deployment-wide: reading a webhook's signing secret again, and running the worker.
+    ALERT_RULE_SECRET_READ = ("kvconsole/alertRules/signingSecret/action",)
+    NOTIFICATION_DELIVER = ("kvconsole/notifications/deliver/action",)
 
     def __init__(self, azure_name: str, permission: str | None = None, plane: Plane | None = None):
         self.azure_name = azure_name

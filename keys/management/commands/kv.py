@@ -9,8 +9,8 @@ from accounts import services as principals
 from keys import cli as key_cli
 from kvconsole.cli import Invocation, render
 from kvconsole.errors import ServiceError
+from vaults import alerts_cli, directory_cli
 from vaults import cli as vault_cli
-from vaults import directory_cli
 from vaults.activity import request_context
 from vaults.models import Face
 from vaults.permissions import request_cache
@@ -26,6 +26,7 @@ class Command(BaseCommand):
         vault_cli.register(commands)
         key_cli.register(commands)
         directory_cli.register(commands)
+        alerts_cli.register(commands)
 
     def handle(self, *args: Any, **options: Any) -> None:
         namespace = argparse.Namespace(**options)
