@@ -1,4 +1,5 @@
-"""`kv key ...` and `kv master-key ...`: parse, call one service, shape the result."""
+"""`kv key ...`, `kv master-key ...` and `kv check-expiry`: parse, call one service, shape
+the result."""
 
 import argparse
 import json
@@ -26,6 +27,16 @@ def register(commands: Any) -> None:
         "Re-wrap every data key under a new master key; rerun to resume an interrupted run.",
     )
     rotate.add_argument("--batch-size", type=int, default=500)
+    check_expiry = leaf(
+        commands,
+        "check-expiry",
+        _check_expiry,
+        "Raise KeyNearExpiry and KeyExpired for keys' current versions, once each (for cron).",
+    )
+    check_expiry.add_argument("--vault", help="Only the keys of this vault.")
+    check_expiry.add_argument(
+        "--dry-run", action="store_true", help="List the notices due without raising them."
+    )
 
 
 def _key_parser(
@@ -421,3 +432,29 @@ def _master_key_rotate(run: Invocation) -> Any:
         "rewrapped": rotation.rewrapped,
         "resumed": rotation.resumed,
     }
+
+
+def _check_expiry(run: Invocation) -> Any:
+    check = services.key_check_expiry(
+        actor=run.actor, vault_name=run.options.vault, dry_run=run.options.dry_run
+    )
+    return {
+        "dryRun": check.dry_run,
+        "checked": check.checked,
+        "nearExpiry": [_notice(notice) for notice in check.near_expiry],
+        "expired": [_notice(notice) for notice in check.expired],
+    }
+
+
+def _notice(notice: services.ExpiryNotice) -> dict[str, Any]:
+    version = notice.version
+    assert version.expires is not None
+    shown = {
+        "vault": version.key.vault.name,
+        "key": version.key.name,
+        "version": version.version,
+        "exp": version.expires.isoformat(),
+    }
+    if notice.threshold:
+        shown["timeBeforeExpiry"] = notice.threshold
+    return shown

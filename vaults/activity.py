@@ -34,7 +34,7 @@ from django.utils import timezone
 from accounts.models import User
 from kvconsole.errors import ServiceError
 
-from . import readcache
+from . import readcache, security
 from .models import ActivityEntry, Face, Operation, Result
 
 GENESIS_HASH = "0" * 64
@@ -164,6 +164,14 @@ def operation[F: Callable[..., Any]](name: Operation) -> Callable[[F], F]:
             except ServiceError as error:
                 if not pending.recorded:
                     _append(pending, error.result, error.status, error.message)
+                    # Only refusals pay for watching refusals; the call's own transaction
+                    # has rolled back, so this runs in one of its own.
+                    if error.result == Result.FORBIDDEN and pending.vault_name:
+                        security.refusal_recorded(
+                            actor=actor,
+                            resource_group=pending.resource_group,
+                            vault_name=pending.vault_name,
+                        )
                 raise
             except Exception:
                 if not pending.recorded:

@@ -94,6 +94,20 @@ def _within(field: str, value: str) -> Q:
     return Q(**{field: ""}) | Q(**{f"{field}__iexact": value}) if value else Q(**{field: ""})
 
 
+def vault_data(vault: Vault) -> dict[str, Any]:
+    """Event Grid's `data` for an event about a vault itself (VaultAccessPolicyChanged): the
+    vault is the object, and it has no version, nbf or exp."""
+    return {
+        "Id": vault.uri,
+        "VaultName": vault.name,
+        "ObjectType": "Vault",
+        "ObjectName": vault.name,
+        "Version": None,
+        "NBF": None,
+        "EXP": None,
+    }
+
+
 def deployment_topic() -> str:
     """The topic of events about the deployment rather than a vault (sign-in lockouts)."""
     return f"/subscriptions/{settings.KVCONSOLE_SUBSCRIPTION_ID}"

@@ -318,6 +318,10 @@ class Operation(models.TextChoices):
     KEY_UNWRAP = "KeyUnwrap"
     KEY_ROTATION_POLICY_GET = "KeyRotationPolicyGet"
     KEY_ROTATION_POLICY_SET = "KeyRotationPolicySet"
+    # A `kv check-expiry` run, and each Event Grid notification it raises (Azure's names).
+    KEY_CHECK_EXPIRY = "KeyCheckExpiry"
+    KEY_NEAR_EXPIRY_NOTIFICATION = "KeyNearExpiryEventGridNotification"
+    KEY_EXPIRED_NOTIFICATION = "KeyExpiredEventGridNotification"
     RANDOM_BYTES_GET = "GetRandomBytes"
     # A vault endpoint request for no operation the endpoint has (an unknown path or method).
     UNSUPPORTED_REQUEST = "UnsupportedRequest"

@@ -115,6 +115,7 @@ class Action(Enum):
     # Deployment-wide: reading a webhook's signing secret again, and running the worker.
     ALERT_RULE_SECRET_READ = ("kvconsole/alertRules/signingSecret/action",)
     NOTIFICATION_DELIVER = ("kvconsole/notifications/deliver/action",)
+    KEYS_CHECK_EXPIRY = ("kvconsole/keys/checkExpiry/action",)
 
     def __init__(self, azure_name: str, permission: str | None = None, plane: Plane | None = None):
         self.azure_name = azure_name

@@ -1,5 +1,5 @@
-"""Reads of resource groups, vaults, who may use them, the directory's principals and the
-activity log, filtered by what the actor may see."""
+"""Reads of resource groups, vaults, who may use them, the directory's principals, the
+activity log, and alert rules with their notifications, filtered by what the actor may see."""
 
 import threading
 import time
@@ -11,7 +11,7 @@ from typing import cast
 from django.apps import apps
 from django.conf import settings
 from django.contrib.auth.models import Group
-from django.db.models import F, Model, Q, QuerySet
+from django.db.models import Count, Exists, F, Model, OuterRef, Q, QuerySet
 from django.db.models.functions import Lower
 
 from accounts.credentials import ApplicationCredentials
@@ -27,6 +27,8 @@ from .activity import ChainReport, verify_chain
 from .models import (
     ActivityEntry,
     ActivityQuerySet,
+    AlertRule,
+    Notification,
     ResourceGroup,
     RoleAssignment,
     Vault,
@@ -37,6 +39,7 @@ from .permissions import (
     Action,
     PolicyEntry,
     authorize,
+    is_deployment_principal,
     may,
     policy_entries,
     readable_activity,
@@ -319,3 +322,105 @@ def application_credentials(*, application: Application) -> ApplicationCredentia
 def workload_identity_list(*, application: Application) -> QuerySet[WorkloadIdentity]:
     """The workloads bound to an application, without their secrets' hashes."""
     return WorkloadIdentity.objects.filter(application=application).defer("secret_hash")
+
+
+# --- alerts: rules and their notifications ----------------------------------------------------
+
+
+def alert_rule_list(*, actor: User, action: Action = Action.ALERT_RULE_READ) -> QuerySet[AlertRule]:
+    """The alert rules on which `actor` may perform `action` (by default, read them), by
+    name, in one query whatever their number.
+
+    A rule's scope is decided as the alert services decide it: its key, else its vault
+    (soft-deleted too), else its resource group, whichever of them still exists; rules on
+    the whole deployment, or on nothing that still exists, are for deployment principals.
+    """
+    rules = AlertRule.objects.order_by("name")
+    if is_deployment_principal(actor):
+        return rules
+    groups = ResourceGroup.objects.filter(name__iexact=OuterRef("resource_group"))
+    return rules.filter(
+        Q(vault_name="") & ~Q(resource_group="") & Exists(visible(actor, groups, action))
+        | ~Q(vault_name="") & Q(resource_group="") & _rule_vault_allows(actor, action, False)
+        | ~Q(vault_name="") & ~Q(resource_group="") & _rule_vault_allows(actor, action, True)
+    )
+
+
+def _rule_vault_allows(actor: User, action: Action, in_group: bool) -> Exists | Q:
+    """For rules naming a vault (in their group, when `in_group`): the actor may perform
+    `action` on the rule's key if it exists, else on its vault if that exists, else on
+    its group."""
+
+    def vault_named(prefix: str) -> Q:
+        named = Q(**{f"{prefix}name": OuterRef("vault_name")})
+        if in_group:
+            # A vault of the same name made later in another group is not the rule's.
+            named &= Q(**{f"{prefix}resource_group__name__iexact": OuterRef("resource_group")})
+        return named
+
+    vaults = Vault.objects.filter(vault_named(""))
+    # The key app builds on this one; its model is looked up by name, not imported.
+    keys = (
+        apps.get_model("keys", "Key")
+        ._default_manager.filter(vault_named("vault__"))
+        .filter(name__iexact=OuterRef("key_name"))
+    )
+    allowed = Exists(visible(actor, keys, action)) | ~Exists(keys) & Exists(
+        visible(actor, vaults, action)
+    )
+    if not in_group:
+        return allowed
+    groups = ResourceGroup.objects.filter(name__iexact=OuterRef("resource_group"))
+    return allowed | ~Exists(vaults) & Exists(visible(actor, groups, action))
+
+
+def alert_rule_get(*, actor: User, uid: uuid.UUID) -> AlertRule | None:
+    """One rule, if the actor may read it."""
+    return alert_rule_list(actor=actor).filter(uid=uid).first()
+
+
+def _readable_notifications(actor: User) -> QuerySet[Notification]:
+    """Notifications of the rules the actor may read; those whose rule was deleted are for
+    deployment principals alone."""
+    if is_deployment_principal(actor):
+        return Notification.objects.all()
+    return Notification.objects.filter(rule__in=alert_rule_list(actor=actor).values("pk"))
+
+
+def notification_counts(*, actor: User) -> dict[str, int]:
+    """How many notifications the actor may see are in each state, in one query."""
+    counted = (
+        _readable_notifications(actor).order_by().values_list("status").annotate(count=Count("pk"))
+    )
+    found = dict(counted)
+    return {status: found.get(status, 0) for status in Notification.Status.values}
+
+
+def dead_letter_list(*, actor: User, limit: int = 10) -> QuerySet[Notification]:
+    """The latest dead-lettered notifications the actor may see, with their events and rules."""
+    dead = _readable_notifications(actor).filter(status=Notification.Status.DEAD)
+    return dead.select_related("event", "rule").order_by("-id")[:limit]
+
+
+@dataclass(frozen=True)
+class AlertScopes:
+    """Where the actor may create alert rules: the whole deployment, and the resource groups
+    and live vaults it may write Event Grid subscriptions on, by name."""
+
+    deployment: bool
+    groups: list[str]
+    vaults: list[str]
+
+    def __bool__(self) -> bool:
+        return self.deployment or bool(self.groups) or bool(self.vaults)
+
+
+def alert_rule_scopes(*, actor: User) -> AlertScopes:
+    action = Action.ALERT_RULE_WRITE
+    groups = visible(actor, ResourceGroup.objects.order_by("name"), action)
+    vaults = visible(actor, Vault.objects.filter(deleted_at=None).order_by("name"), action)
+    return AlertScopes(
+        deployment=may(actor, action, DEPLOYMENT),
+        groups=list(groups.values_list("name", flat=True)),
+        vaults=list(vaults.values_list("name", flat=True)),
+    )

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from .views import access, activity, applications, resources
+from .views import access, activity, alerts, applications, resources
 
 urlpatterns = [
     path("activity/", activity.activity, name="activity"),
@@ -18,6 +18,20 @@ urlpatterns = [
         {"kind": "jsonl"},
         name="activity-export-jsonl",
     ),
+    path("alerts/", alerts.alert_list, name="alert-list"),
+    path("alerts/new/", alerts.alert_rule_create, name="alert-rule-create"),
+    path(
+        "alerts/notifications/requeue/",
+        alerts.notification_requeue_all,
+        name="notification-requeue-all",
+    ),
+    path(
+        "alerts/notifications/<uuid:uid>/requeue/",
+        alerts.notification_requeue,
+        name="notification-requeue",
+    ),
+    path("alerts/<str:name>/test/", alerts.alert_rule_test, name="alert-rule-test"),
+    path("alerts/<str:name>/delete/", alerts.alert_rule_delete, name="alert-rule-delete"),
     path("groups/", resources.group_list, name="group-list"),
     path("groups/new/", resources.group_create, name="group-create"),
     path("groups/<str:name>/", resources.group_detail, name="group-detail"),

@@ -11,6 +11,11 @@ from .backup import (
     key_backup,
     key_restore,
 )
+from .expiry import (
+    ExpiryCheck,
+    ExpiryNotice,
+    key_check_expiry,
+)
 from .lifecycle import (
     key_create,
     key_delete,
@@ -49,11 +54,14 @@ from .rotation import (
 
 __all__ = [
     "UNCHANGED",
+    "ExpiryCheck",
+    "ExpiryNotice",
     "MasterKeyRotation",
     "OperationResult",
     "RotationPolicy",
     "VerifyResult",
     "key_backup",
+    "key_check_expiry",
     "key_create",
     "key_decrypt",
     "key_delete",

@@ -27,6 +27,14 @@ def test_the_main_pages_pass_the_accessibility_rules(
     version = make_key("audited", kty="RSA").version
     key = f"/vaults/{vault}/keys/audited"
     application = vault_services.application_create(actor=owner, display_name="audited-app")
+    vault_services.alert_rule_create(
+        actor=owner,
+        name="audited-rule",
+        event_types=["KeyNearExpiry", "UnauthorizedAccessAttempts"],
+        channel="email",
+        target="keys@example.com",
+        vault_name=vault,
+    )
     page = open_page(owner, width=width, audit=True)
     found = {}
     for path in (
@@ -54,6 +62,9 @@ def test_the_main_pages_pass_the_accessibility_rules(
         "/activity/",
         "/applications/",
         f"/applications/{application.client_id}/",
+        "/alerts/",
+        "/alerts/new/",
+        "/alerts/audited-rule/delete/",
         f"/search/?q={vault}",
     ):
         response = page.goto(path)

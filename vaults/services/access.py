@@ -17,11 +17,12 @@ from accounts.models import Application, User
 from accounts.roles import RoleDefinition
 from kvconsole.errors import BadParameter, Conflict, NotFound
 
-from .. import activity, permissions
+from .. import activity, events, permissions
 from ..activity import operation
 from ..models import (
     KEY_PERMISSIONS,
     MAX_ACCESS_POLICIES,
+    EventType,
     Operation,
     ResourceGroup,
     RoleAssignment,
@@ -211,6 +212,27 @@ def _assignment_target(scope: Model, uid: uuid.UUID | str) -> None:
         activity.describe(target=target[:400])
 
 
+def _access_changed(target: Model) -> None:
+    """Event Grid's VaultAccessPolicyChanged, in the transaction of the change: for a vault,
+    for a key's vault (naming the key, so rules on the key hear of it too), and for each live
+    vault of a resource group, since an assignment there reaches every one of them."""
+    if isinstance(target, ResourceGroup):
+        vaults = list(target.vaults.filter(deleted_at=None).select_related("resource_group"))
+        key_name = ""
+    elif isinstance(target, Vault):
+        vaults, key_name = [target], ""
+    else:
+        vaults, key_name = [target.vault], target.name  # type: ignore[attr-defined]
+    for vault in vaults:
+        events.emit(
+            EventType.VAULT_ACCESS_POLICY_CHANGED,
+            vault=vault,
+            subject=vault.name,
+            data=events.vault_data(vault),
+            key_name=key_name,
+        )
+
+
 # --- role definitions and assignments ------------------------------------------------------
 
 
@@ -250,6 +272,7 @@ def role_assignment_create(
         with activity.atomic():
             assignment.save()
             permissions.grant_role(principal, definition, target)
+            _access_changed(target)
     except IntegrityError:
         # The same assignment made meanwhile; anything else (the scope purged meanwhile)
         # is not a conflict and goes up as it is.
@@ -356,6 +379,7 @@ def role_assignment_delete(
                 code="RoleAssignmentNotFound",
             )
         permissions.revoke_role(principal_holder, definition, target)
+        _access_changed(target)
     return assignment
 
 
@@ -430,6 +454,7 @@ def access_policy_set(
                 code="AccessPolicyLimitExceeded",
             )
         permissions.set_policy(vault, holder, wanted)
+        _access_changed(vault)
     return permissions.PolicyEntry(holder, tuple(wanted))
 
 
@@ -452,6 +477,7 @@ def access_policy_delete(
                 code="AccessPolicyNotFound",
             )
         permissions.set_policy(vault, holder, [])
+        _access_changed(vault)
 
 
 @operation(Operation.ACCESS_POLICY_LIST)
@@ -480,8 +506,11 @@ def vault_permission_model_set(*, actor: User, name: str, permission_model: str)
         )
     with activity.atomic():
         vault = _lock_vault(vault)
+        switched = vault.permission_model != permission_model
         vault.permission_model = permission_model
         vault.save(update_fields=["permission_model", "updated_at"])
+        if switched:
+            _access_changed(vault)
     return vault
 
 

@@ -13,6 +13,7 @@ from django.utils.crypto import salted_hmac
 from accounts.models import User
 from kvconsole.errors import Forbidden, Unauthorized
 
+from .. import security
 from ..activity import operation
 from ..models import Operation
 
@@ -62,9 +63,11 @@ def session_sign_in_refuse(*, actor: User) -> None:
 @operation(Operation.SIGN_IN_LOCKOUT)
 def session_lockout(*, actor: User, began: bool, cool_off: timedelta | None) -> None:
     """Record that sign-in as `actor` from this address is locked out: `began` for the
-    failure that reached the limit, otherwise for an attempt refused during the lockout."""
+    failure that reached the limit (which raises SignInLockout), otherwise for an attempt
+    refused during the lockout."""
     if not began:
         raise Forbidden("Sign-in refused: locked out after too many failed sign-ins.")
+    security.lockout_began(claimant=actor, cool_off=cool_off)
     if cool_off is None:
         raise Forbidden("Too many failed sign-ins: locked out until an administrator unlocks it.")
     minutes = max(1, round(cool_off.total_seconds() / 60))
