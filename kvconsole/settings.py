@@ -271,9 +271,7 @@ KVCONSOLE_ALERT_BACKOFF_CAP_SECONDS = float(
 KVCONSOLE_ALERT_TIMEOUT_SECONDS = float(os.environ.get("KVCONSOLE_ALERT_TIMEOUT_SECONDS", "10"))
 # Deliveries at once, at most this many of them to one endpoint, and rows per delivery lane.
 KVCONSOLE_ALERT_CONCURRENCY = int(os.environ.get("KVCONSOLE_ALERT_CONCURRENCY", "16"))
-KVCONSOLE_ALERT_LANES_PER_ENDPOINT = int(
-    os.environ.get("KVCONSOLE_ALERT_LANES_PER_ENDPOINT", "4")
-)
+KVCONSOLE_ALERT_LANES_PER_ENDPOINT = int(os.environ.get("KVCONSOLE_ALERT_LANES_PER_ENDPOINT", "4"))
 KVCONSOLE_ALERT_LANE_ROWS = int(os.environ.get("KVCONSOLE_ALERT_LANE_ROWS", "10"))
 # How often `kv deliver --loop` looks for notifications that fell due.
 KVCONSOLE_ALERT_POLL_SECONDS = float(os.environ.get("KVCONSOLE_ALERT_POLL_SECONDS", "1"))

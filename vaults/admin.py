@@ -7,9 +7,9 @@ from django.http import HttpRequest
 from accounts import roles
 from kvconsole.admin import CappedCountPaginator, InspectionAdmin
 
-# The admin discovers only `admin` modules; importing the Application pages here is what
-# registers them, once.
-from . import directory_admin  # noqa: F401
+# The admin discovers only `admin` modules; importing the Application and alert pages here
+# is what registers them, once.
+from . import alerts_admin, directory_admin  # noqa: F401
 from .models import ActivityEntry, ResourceGroup, Result, RoleAssignment, Vault
 
 

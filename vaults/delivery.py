@@ -17,7 +17,6 @@ A failure is retried after an exponential backoff with full jitter; after the la
 attempt the row is dead-lettered (recorded in the activity log) until someone requeues it.
 """
 
-import json
 import random
 import signal
 import ssl
@@ -27,7 +26,7 @@ from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from smtplib import SMTPException, SMTPRecipientsRefused, SMTPResponseException
 from typing import Any
@@ -35,15 +34,15 @@ from typing import Any
 import certifi
 import httpx
 from django.conf import settings
-from django.core.mail import EmailMessage
 from django.db import connection, transaction
 
 from accounts.models import User
 from kvconsole import clock
 
-from . import activity, events, webhooks
+from . import activity, webhooks
 from .activity import operation
-from .models import AlertRule, Event, EventType, Notification, Operation
+from .alert_messages import email_message, webhook_body
+from .models import AlertRule, Event, Notification, Operation
 from .permissions import DEPLOYMENT, Action, authorize
 
 PENDING = Notification.Status.PENDING
@@ -441,72 +440,15 @@ class DeliveryFailed(Exception):
         self.retry_after = retry_after
 
 
-# --- what is sent ------------------------------------------------------------------------------
-
-
-def webhook_body(event: Event, schema: str) -> tuple[bytes, str]:
-    """The body and content type of a webhook delivery: Event Grid posts an array of
-    events; CloudEvents' structured mode posts the one event."""
-    if schema == AlertRule.Schema.CLOUD_EVENTS:
-        return _json(events.cloud_event(event)), "application/cloudevents+json; charset=utf-8"
-    return _json([events.event_grid(event)]), "application/json; charset=utf-8"
-
-
-def email_message(claimed: Claimed) -> EmailMessage:
-    """A plain-text message naming the event, the object, the vault and the time, with
-    the event attached in the rule's schema."""
-    event = claimed.event
-    data = event.data if isinstance(event.data, dict) else {}
-    kind = _label(event.event_type)
-    name = data.get("ObjectName") or event.subject
-    where = f"vault {event.vault_name}" if event.vault_name else "the deployment"
-    described = f"{data.get('ObjectType', 'Object')} {name}"
-    if data.get("Version"):
-        described += f", version {data['Version']}"
-    vault = event.vault_name or "(none: an event of the deployment)"
-    if event.resource_group:
-        vault += f" in resource group {event.resource_group}"
-    lines = [
-        f"{kind} ({event.event_type})",
-        "",
-        f"Object:   {described}",
-        f"Vault:    {vault}",
-        f"Time:     {_utc(event.time)}",
-    ]
-    if data.get("EXP") is not None:
-        lines.append(f"Expires:  {_epoch_text(data['EXP'])}")
-    lines += [
-        f"Event id: {event.uid}",
-        f"Rule:     {claimed.rule.name if claimed.rule else ''}",
-        "",
-        "The event is attached as event.json.",
-        "",
-    ]
-    body, _ = webhook_body(event, claimed.schema)
-    message = EmailMessage(
-        f"[kvconsole] {kind}: {name} in {where}",
-        "\n".join(lines),
-        to=[address for address in claimed.target.split(",") if address],
-        headers={
-            # The same for every attempt, so a retried message can be told for a duplicate.
-            "Message-ID": f"<{claimed.uid}@kvconsole>",
-            webhooks.DELIVERY_HEADER: claimed.uid,
-        },
-    )
-    message.attach("event.json", body, "application/json")
-    return message
-
-
-def _label(event_type: str) -> str:
-    try:
-        return str(EventType(event_type).label)
-    except ValueError:
-        return event_type
-
-
 def _send_email(claimed: Claimed) -> None:
     try:
-        email_message(claimed).send(fail_silently=False)
+        email_message(
+            claimed.event,
+            schema=claimed.schema,
+            recipients=claimed.target.split(","),
+            delivery_id=claimed.uid,
+            rule_name=claimed.rule.name if claimed.rule else "",
+        ).send()
     except SMTPRecipientsRefused as refused:
         raise DeliveryFailed(
             f"Recipients refused: {', '.join(sorted(refused.recipients))}", endpoint_down=False
@@ -566,21 +508,6 @@ def _describe(error: httpx.HTTPError) -> str:
 
 def _text(value: bytes | str) -> str:
     return value.decode(errors="replace") if isinstance(value, bytes) else value
-
-
-def _json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def _utc(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _epoch_text(seconds: Any) -> str:
-    try:
-        return _utc(datetime.fromtimestamp(int(seconds), tz=UTC))
-    except (TypeError, ValueError, OverflowError):
-        return str(seconds)
 
 
 @contextmanager
