@@ -1,5 +1,5 @@
-"""`kv key ...`, `kv master-key ...` and `kv check-expiry`: parse, call one service, shape
-the result."""
+"""`kv key ...`, `kv master-key ...`, `kv rotate-due` and `kv check-expiry`: parse, call the
+services, shape the result."""
 
 import argparse
 import json
@@ -8,12 +8,25 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from django.db import DatabaseError
 from rich.progress import Progress
 
-from kvconsole.cli import Invocation, add_tags, base64_bytes, boolean, group, leaf, moment, tags
-from kvconsole.errors import BadParameter
+from kvconsole.cli import (
+    Invocation,
+    ReportedFailure,
+    add_tags,
+    base64_bytes,
+    boolean,
+    group,
+    leaf,
+    moment,
+    render,
+    tags,
+)
+from kvconsole.errors import BadParameter, NotFound, ServiceError
+from vaults import selectors as vault_selectors
 
-from . import crypto, services, shapes
+from . import crypto, selectors, services, shapes
 from .models import KEY_OPERATIONS, KeyVersion
 
 
@@ -27,6 +40,17 @@ def register(commands: Any) -> None:
         "Re-wrap every data key under a new master key; rerun to resume an interrupted run.",
     )
     rotate.add_argument("--batch-size", type=int, default=500)
+    rotate_due = leaf(
+        commands,
+        "rotate-due",
+        _rotate_due,
+        "Rotate every key whose rotation policy says it is due (for cron).",
+        columns=_ROTATE_DUE_COLUMNS,
+    )
+    rotate_due.add_argument("--vault", help="Only the keys of this vault.")
+    rotate_due.add_argument(
+        "--dry-run", action="store_true", help="List the keys due without rotating them."
+    )
     check_expiry = leaf(
         commands,
         "check-expiry",
@@ -458,3 +482,119 @@ def _notice(notice: services.ExpiryNotice) -> dict[str, Any]:
     if notice.threshold:
         shown["timeBeforeExpiry"] = notice.threshold
     return shown
+
+
+_ROTATE_DUE_COLUMNS = ("vault", "key", "result", "version", "newVersion", "dueSince")
+_ROTATE_DUE_COUNTS = ("checked", "due", "rotated", "skipped", "failed")
+
+
+class _RotationReport:
+    """What `kv rotate-due` did with each due key, and its counts.
+
+    Unless a person watches (a terminal) or asked for a table, the JSON is written as the
+    run goes, one entry per due key: memory stays flat over any number of keys, and a run
+    killed half-way has still said what it did.
+    """
+
+    def __init__(self, run: Invocation, *, stream: bool) -> None:
+        self.run = run
+        self.counts = dict.fromkeys(_ROTATE_DUE_COUNTS, 0)
+        self.streamed = stream
+        self.kept: list[dict[str, Any]] = []
+        if stream:
+            dry_run = json.dumps(run.options.dry_run)
+            run.stdout.write(f'{{"dryRun": {dry_run}, "keys": [\n')
+
+    def add(self, result: str, scheduled: selectors.ScheduledRotation, **details: str) -> None:
+        """One due key's entry; `result` is rotated, skipped, failed, or due (a dry run)."""
+        self.counts["due"] += 1
+        if result != "due":
+            self.counts[result] += 1
+        version = scheduled.key.current_version
+        assert version is not None and scheduled.due_at is not None
+        entry = {
+            "vault": scheduled.key.vault.name,
+            "key": scheduled.key.name,
+            "result": result,
+            "version": version.version,
+            "dueSince": scheduled.due_at.isoformat(),
+            **details,
+        }
+        if not self.streamed:
+            self.kept.append(entry)
+            return
+        # Whole lines, the separator leading: nothing is written ahead of what it follows.
+        separator = ", " if self.counts["due"] > 1 else "  "
+        self.run.stdout.write(f"{separator}{json.dumps(entry)}\n")
+        self.run.stdout.flush()
+
+    def finish(self) -> None:
+        stdout, options = self.run.stdout, self.run.options
+        if self.streamed:
+            counts = json.dumps(self.counts)[1:-1]
+            stdout.write(f"], {counts}}}\n")
+        elif options.output == "table":
+            render(self.kept, output="table", columns=_ROTATE_DUE_COLUMNS, stream=stdout)
+            render(self.counts, output="table", columns=(), stream=stdout)
+        else:
+            summary = {"dryRun": options.dry_run, "keys": self.kept, **self.counts}
+            render(summary, output="json", columns=(), stream=stdout)
+        if self.counts["failed"]:
+            raise ReportedFailure(
+                f"{self.counts['failed']} of {self.counts['due']} due keys failed to rotate."
+            )
+
+
+def _rotate_due(run: Invocation) -> None:
+    options = run.options
+    if options.vault is not None and not (
+        vault_selectors.vault_list(actor=run.actor, key_users=True)
+        .filter(name=options.vault.lower())
+        .exists()
+    ):
+        raise NotFound(f"Vault '{options.vault}' was not found.", code="VaultNotFound")
+    watched = run.stdout.isatty()
+    report = _RotationReport(run, stream=not watched and options.output == "json")
+    schedule = selectors.key_rotation_schedule(actor=run.actor, vault_name=options.vault)
+    if not watched:
+        for scheduled in schedule:
+            _rotate_if_due(run, scheduled, report)
+    else:
+        candidates = selectors.key_rotation_candidates(actor=run.actor, vault_name=options.vault)
+        with Progress(transient=True) as progress:
+            task = progress.add_task(
+                "Checking keys" if options.dry_run else "Rotating due keys",
+                total=candidates.count(),
+            )
+            for scheduled in schedule:
+                _rotate_if_due(run, scheduled, report)
+                progress.advance(task)
+    report.finish()
+
+
+def _rotate_if_due(
+    run: Invocation, scheduled: selectors.ScheduledRotation, report: _RotationReport
+) -> None:
+    report.counts["checked"] += 1
+    if not scheduled.due:
+        return
+    if run.options.dry_run:
+        report.add("due", scheduled)
+        return
+    key = scheduled.key
+    try:
+        version = services.key_rotate_if_due(
+            actor=run.actor, vault_name=key.vault.name, name=key.name
+        )
+    except ServiceError as error:
+        report.add("failed", scheduled, code=error.code, message=error.message)
+        return
+    except DatabaseError as error:
+        # A busy or lost database fails this key; the next cron run tries it again.
+        report.add("failed", scheduled, code=type(error).__name__, message=str(error))
+        return
+    if version is None:
+        # Another run rotated it first, or it changed since it was judged due.
+        report.add("skipped", scheduled)
+    else:
+        report.add("rotated", scheduled, newVersion=version.version)

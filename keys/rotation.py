@@ -56,6 +56,41 @@ def after(at: datetime, duration: str) -> datetime:
     return at + isodate.parse_duration(duration)
 
 
+def before(at: datetime, duration: str) -> datetime:
+    return at - isodate.parse_duration(duration)
+
+
+def stored_policy(lifetime_actions: list[dict[str, Any]], expiry_time: str) -> Policy:
+    """The policy kept in a KeyRotationPolicy row's fields (written by `clean_policy`)."""
+    actions = tuple(
+        LifetimeAction(
+            action=entry["action"]["type"],
+            trigger=next(iter(entry["trigger"])),
+            duration=next(iter(entry["trigger"].values())),
+        )
+        for entry in lifetime_actions
+    )
+    return Policy(actions, expiry_time)
+
+
+def rotation_due_at(
+    policy: Policy, *, created_at: datetime, expires: datetime | None
+) -> datetime | None:
+    """When the policy's Rotate action falls due for a version created at `created_at` and
+    expiring at `expires`; None if it never does (no Rotate action, or one counting back
+    from an expiry the version does not have).
+
+    Only the current version is ever judged, and a rotation replaces it with one created
+    now: a key whose schedule fell behind rotates once, not once per missed period.
+    """
+    rotate = policy.action(ROTATE)
+    if rotate is None:
+        return None
+    if rotate.trigger == AFTER_CREATE:
+        return after(created_at, rotate.duration)
+    return before(expires, rotate.duration) if expires is not None else None
+
+
 def clean_policy(lifetime_actions: object, expiry_time: object, *, now: datetime) -> Policy:
     """The policy described, once it keeps Azure's rules; without a Notify action it gets
     Azure's default one (30 days before expiry)."""

@@ -1,5 +1,7 @@
 """Reads of keys and versions, filtered by what the actor may see."""
 
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.db.models import F, OrderBy, Q, QuerySet, TextField
@@ -11,6 +13,7 @@ from kvconsole import clock
 from vaults.models import Vault
 from vaults.permissions import Action, visible
 
+from . import rotation
 from .models import Key, KeyVersion
 
 # How far ahead "expiring soon" looks, in lists and filters.
@@ -133,3 +136,78 @@ def key_expiring_list(*, actor: User, after: datetime, until: datetime) -> Query
     return keys.select_related("vault", "current_version").order_by(
         "current_version__expires", Lower("name"), "pk"
     )
+
+
+@dataclass(frozen=True)
+class ScheduledRotation:
+    """A key with a Rotate action, and when its current version falls due (None: never, as
+    things stand)."""
+
+    key: Key
+    due_at: datetime | None
+    due: bool
+
+
+def key_rotation_candidates(
+    *, actor: User, vault_name: str | None = None, now: datetime | None = None
+) -> QuerySet[Key]:
+    """Live keys of live vaults that the actor may rotate, whose policy has a Rotate action
+    and whose enabled current version may be due at `now`.
+
+    Durations in months and years cannot be compared in SQL portably, so this only narrows
+    what SQL can decide; `key_rotation_schedule` judges the rest.
+    """
+    now = now or clock.now()
+    keys = Key.objects.filter(
+        deleted_at=None, vault__deleted_at=None, current_version__enabled=True
+    )
+    if vault_name is not None:
+        keys = keys.filter(vault__name=vault_name.lower())
+    # Policies are stored as `clean_policy` wrote them: "Rotate" appears in the actions'
+    # JSON text only as a Rotate action's type.
+    keys = keys.alias(actions_text=Cast("rotation_policy__lifetime_actions", TextField()))
+    keys = keys.filter(actions_text__contains=f'"{rotation.ROTATE}"')
+    # Azure's rules put rotation at least 7 days after creation when it counts from
+    # creation; otherwise it counts back from an expiry.
+    keys = keys.filter(
+        Q(current_version__expires__isnull=False)
+        | Q(current_version__created_at__lte=now - rotation.MIN_ROTATION_MARGIN)
+    )
+    return visible(actor, keys, Action.KEY_ROTATE)
+
+
+def key_rotation_schedule(
+    *,
+    actor: User,
+    vault_name: str | None = None,
+    now: datetime | None = None,
+    chunk_size: int = 500,
+) -> Iterator[ScheduledRotation]:
+    """Each of `key_rotation_candidates`, by id, with when its rotation falls due.
+
+    Read in chunks by id (each chunk its own short query), so a deployment's keys are never
+    all in memory and the caller may rotate keys between chunks.
+    """
+    now = now or clock.now()
+    candidates = (
+        key_rotation_candidates(actor=actor, vault_name=vault_name, now=now)
+        .select_related("vault", "current_version", "rotation_policy")
+        .defer(
+            "current_version__public_jwk",
+            "current_version__wrapped_data_key",
+            "current_version__sealed_material",
+        )
+        .order_by("pk")
+    )
+    after = 0
+    while chunk := list(candidates.filter(pk__gt=after)[:chunk_size]):
+        for key in chunk:
+            version, stored = key.current_version, key.rotation_policy
+            assert version is not None
+            due_at = rotation.rotation_due_at(
+                rotation.stored_policy(stored.lifetime_actions, stored.expiry_time),
+                created_at=version.created_at,
+                expires=version.expires,
+            )
+            yield ScheduledRotation(key, due_at, due_at is not None and due_at <= now)
+        after = chunk[-1].pk

@@ -8,7 +8,8 @@ import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from io import TextIOBase
+from typing import Any, cast
 
 from rich import box
 from rich.console import Console
@@ -19,11 +20,22 @@ from accounts.models import User
 
 @dataclass(frozen=True)
 class Invocation:
-    """One parsed `kv` command: its options and the principal it runs as."""
+    """One parsed `kv` command: its options, the principal it runs as, and where a command
+    that writes its output as it goes (instead of returning it) writes it."""
 
     # Options can hold key material or passwords given on the command line.
     options: argparse.Namespace = field(repr=False)
     actor: User
+    stdout: TextIOBase = field(default_factory=lambda: cast(TextIOBase, sys.stdout), repr=False)
+
+
+class ReportedFailure(Exception):
+    """A command has written its report and must still exit non-zero, so that cron (or a
+    script) notices the part that failed."""
+
+    def __init__(self, message: str, *, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 Handler = Callable[[Invocation], Any]

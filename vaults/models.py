@@ -302,6 +302,8 @@ class Operation(models.TextChoices):
     KEY_LIST_VERSIONS = "KeyListVersions"
     KEY_UPDATE = "KeyUpdate"
     KEY_ROTATE = "KeyRotate"
+    # Rotation by a key's policy (`kv rotate-due`): Azure's name for the automatic rotation.
+    KEY_ROTATE_IF_DUE = "KeyRotateIfDue"
     KEY_REVERT = "KeyRevert"
     KEY_DELETE = "KeyDelete"
     KEY_GET_DELETED = "KeyGetDeleted"

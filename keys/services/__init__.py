@@ -48,6 +48,7 @@ from .operations import (
 )
 from .rotation import (
     RotationPolicy,
+    key_rotate_if_due,
     key_rotation_policy_get,
     key_rotation_policy_set,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "key_restore",
     "key_revert",
     "key_rotate",
+    "key_rotate_if_due",
     "key_rotation_policy_get",
     "key_rotation_policy_set",
     "key_sign",

@@ -26,7 +26,7 @@ from vaults.models import EventType, ResourceGroup, Vault
 from vaults.permissions import Action, authorize
 from vaults.services import vault_lookup
 
-from .. import crypto, protection
+from .. import crypto, protection, rotation
 from .. import events as key_events
 from ..models import KEY_NAME, KEY_OPERATIONS, Key, KeyVersion
 from ..protection import ProtectedMaterial, material_cache
@@ -366,6 +366,30 @@ def add_version(
     # The new version is used straight away by most callers: spare them the load.
     transaction.on_commit(lambda: material_cache.put(version.pk, material))
     return version
+
+
+def material_like(version: KeyVersion) -> crypto.Material:
+    """Fresh material of the version's type and size or curve (slow for RSA: generate it
+    before the write transaction)."""
+    return crypto.generate(crypto.KeySpec.parse(version.kty, version.size, version.curve or None))
+
+
+def add_rotated_version(
+    key: Key, current: KeyVersion, material: crypto.Material, *, expiry_time: str
+) -> KeyVersion:
+    """A new current version of the locked `key` carrying fresh `material` and the current
+    version's operations and tags (inside the caller's transaction)."""
+    now = clock.now()
+    return add_version(
+        key,
+        material,
+        origin=KeyVersion.Origin.ROTATED,
+        key_ops=list(current.key_ops),
+        tags=dict(current.tags),
+        # As in Azure: a policy's expiryTime dates every version a rotation makes.
+        expires=rotation.after(now, expiry_time) if expiry_time else None,
+        created_at=now,
+    )
 
 
 def authorize_new_version(actor: User, action: Action, vault_name: str, name: str) -> Vault:

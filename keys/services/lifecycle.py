@@ -18,12 +18,13 @@ from vaults.permissions import Action, authorize, may
 from vaults.services import vault_lookup
 from vaults.validation import clean_tags
 
-from .. import crypto, rotation, selectors
+from .. import crypto, selectors
 from ..models import Key, KeyRotationPolicy, KeyVersion
 from ..protection import material_cache
 from ._shared import (
     UNCHANGED,
     _Unchanged,
+    add_rotated_version,
     add_version,
     authorize_new_version,
     check_validity,
@@ -32,6 +33,7 @@ from ._shared import (
     key_not_found,
     loaded_material,
     lock_key,
+    material_like,
     refuse_hsm,
     resolve_key,
     resolve_version,
@@ -203,23 +205,11 @@ def key_rotate(*, actor: User, vault_name: str, name: str) -> KeyVersion:
     key = resolve_key(actor, Action.KEY_ROTATE, vault_name, name)
     current = key.current_version
     assert current is not None
-    material = crypto.generate(
-        crypto.KeySpec.parse(current.kty, current.size, current.curve or None)
-    )
+    material = material_like(current)
     policy = KeyRotationPolicy.objects.filter(key=key).first()
     with activity.atomic():
-        now = clock.now()
-        version = add_version(
-            lock_key(key),
-            material,
-            origin=KeyVersion.Origin.ROTATED,
-            key_ops=list(current.key_ops),
-            tags=dict(current.tags),
-            # As in Azure: a policy's expiryTime dates every version a rotation makes.
-            expires=rotation.after(now, policy.expiry_time)
-            if policy and policy.expiry_time
-            else None,
-            created_at=now,
+        version = add_rotated_version(
+            lock_key(key), current, material, expiry_time=policy.expiry_time if policy else ""
         )
         activity.describe(version)
     return version

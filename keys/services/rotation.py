@@ -1,4 +1,4 @@
-"""Reading and setting keys' rotation policies."""
+"""Reading and setting keys' rotation policies, and rotating keys when their policy says."""
 
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,8 +11,8 @@ from vaults.models import Operation
 from vaults.permissions import Action
 
 from .. import rotation
-from ..models import Key, KeyRotationPolicy
-from ._shared import lock_key, resolve_key
+from ..models import Key, KeyRotationPolicy, KeyVersion
+from ._shared import add_rotated_version, lock_key, material_like, resolve_key
 
 
 @dataclass(frozen=True)
@@ -28,16 +28,11 @@ class RotationPolicy:
 def _shown(key: Key, stored: KeyRotationPolicy | None) -> RotationPolicy:
     if stored is None:
         return RotationPolicy(key, rotation.DEFAULT_POLICY)
-    actions = tuple(
-        rotation.LifetimeAction(
-            action=entry["action"]["type"],
-            trigger=next(iter(entry["trigger"])),
-            duration=next(iter(entry["trigger"].values())),
-        )
-        for entry in stored.lifetime_actions
-    )
     return RotationPolicy(
-        key, rotation.Policy(actions, stored.expiry_time), stored.created_at, stored.updated_at
+        key,
+        rotation.stored_policy(stored.lifetime_actions, stored.expiry_time),
+        stored.created_at,
+        stored.updated_at,
     )
 
 
@@ -77,3 +72,50 @@ def key_rotation_policy_set(
             },
         )
     return _shown(key, stored)
+
+
+def rotation_due(version: KeyVersion | None, stored: KeyRotationPolicy | None) -> bool:
+    """Whether `stored`'s Rotate action is due now for `version`, a key's current version.
+
+    A disabled current version was switched off on purpose: rotating would bring in an
+    enabled successor, so it is never due.
+    """
+    if version is None or stored is None or not version.enabled:
+        return False
+    due_at = rotation.rotation_due_at(
+        rotation.stored_policy(stored.lifetime_actions, stored.expiry_time),
+        created_at=version.created_at,
+        expires=version.expires,
+    )
+    return due_at is not None and due_at <= clock.now()
+
+
+@operation(Operation.KEY_ROTATE_IF_DUE)
+def key_rotate_if_due(*, actor: User, vault_name: str, name: str) -> KeyVersion | None:
+    """Rotate the key if its policy's Rotate action is due now; the new version, or None.
+
+    Due-ness is decided again under the key's row lock, in the transaction that adds the
+    version, so that of two runs at once only one rotates (on SQLite the IMMEDIATE
+    transaction already admits one writer at a time; on PostgreSQL the row lock queues
+    them). The new material is generated before that transaction, as it is slow.
+    """
+    key = resolve_key(actor, Action.KEY_ROTATE, vault_name, name)
+    judged = key.current_version
+    if not rotation_due(judged, KeyRotationPolicy.objects.filter(key=key).first()):
+        return None
+    assert judged is not None
+    material = material_like(judged)
+    with activity.atomic():
+        locked = lock_key(key)
+        # Compared by id: on PostgreSQL a row lock that waited re-reads the key row but not
+        # the version joined to it, so `locked.current_version` may lag behind its id.
+        if locked.current_version_id != judged.pk:
+            return None
+        stored = KeyRotationPolicy.objects.filter(key=locked).first()
+        current = KeyVersion.objects.get(pk=judged.pk)
+        if not rotation_due(current, stored):
+            return None
+        assert stored is not None
+        version = add_rotated_version(locked, current, material, expiry_time=stored.expiry_time)
+        activity.describe(version)
+    return version

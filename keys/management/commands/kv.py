@@ -7,7 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts import services as principals
 from keys import cli as key_cli
-from kvconsole.cli import Invocation, render
+from kvconsole.cli import Invocation, ReportedFailure, render
 from kvconsole.errors import ServiceError
 from vaults import alerts_cli, directory_cli
 from vaults import cli as vault_cli
@@ -37,7 +37,11 @@ class Command(BaseCommand):
                     if namespace.as_principal
                     else principals.cli_principal()
                 )
-                result = namespace.handler(Invocation(options=namespace, actor=actor))
+                result = namespace.handler(
+                    Invocation(options=namespace, actor=actor, stdout=self.stdout)
+                )
+        except ReportedFailure as failure:
+            raise CommandError(str(failure), returncode=failure.exit_code) from None
         except vault_cli.ChainBroken as broken:
             render(broken.report, output=namespace.output, columns=(), stream=self.stdout)
             raise CommandError(f"(ActivityChainBroken) {broken}", returncode=6) from None
