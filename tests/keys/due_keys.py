@@ -46,9 +46,11 @@ def add_due_keys(
     prefix: str = "key",
     age: timedelta = timedelta(days=31),
     distinct: int = 8,
+    expires_in: timedelta | None = None,
 ) -> None:
     """`count` keys named `{prefix}-00000`... in `vault`, each with one version created
-    `age` ago under the policy above (so due once `age` passes 30 days)."""
+    `age` ago under the policy above (so due once `age` passes 30 days), expiring
+    `expires_in` from now if given."""
     spec = crypto.KeySpec.parse(kty, size=size)
     materials = [crypto.generate(spec) for _ in range(min(distinct, count))]
     public = [crypto.public_jwk(material) for material in materials]
@@ -71,6 +73,7 @@ def add_due_keys(
                     origin=KeyVersion.Origin.GENERATED,
                     created_at=created,
                     updated_at=created,
+                    expires=clock.now() + expires_in if expires_in is not None else None,
                 )
                 (
                     version.master_key_id,
