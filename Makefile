@@ -1,6 +1,6 @@
 # kvconsole: `make run` serves a development deployment, `make test` runs every check.
 .DEFAULT_GOAL := help
-.PHONY: help run test lint bench clean
+.PHONY: help run serve test lint bench clean
 
 # The machine's default python3 may be older; pick 3.13 (or 3.12) explicitly.
 PYTHON ?= $(shell command -v python3.13 2>/dev/null || command -v python3.12 2>/dev/null)
@@ -13,6 +13,7 @@ TLS := $(or $(KVCONSOLE_VAR_DIR),var)/tls
 
 help:
 	@echo "make run    create the virtualenv, migrate, load demo data and serve on https://localhost:$(PORT)/"
+	@echo "make serve  the production server (granian, KVCONSOLE_WORKERS workers; settings from the environment)"
 	@echo "make test   install test dependencies and run ruff, mypy, the migration check and pytest"
 	@echo "make bench  run the benchmarks in tests/benchmarks and print their ratios"
 
@@ -34,6 +35,12 @@ run: $(VENV)/.installed
 	KVCONSOLE_DEBUG=1 $(PY) -m granian --interface wsgi --host $(HOST) --port $(PORT) \
 		--ssl-certificate $(TLS)/server.pem --ssl-keyfile $(TLS)/server-key.pem \
 		--workers 1 --blocking-threads 4 --no-ws kvconsole.wsgi:application
+
+# Production mode: refuses development defaults, migrates, collects static files, then serves
+# (kvconsole/serve.py; the README's Production section says what to set).
+serve: export KVCONSOLE_ENV = production
+serve: $(VENV)/.installed
+	$(PY) -m kvconsole.serve
 
 lint: $(VENV)/.installed
 	$(PY) -m ruff check .

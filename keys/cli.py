@@ -32,6 +32,14 @@ from .models import KEY_OPERATIONS, KeyVersion
 
 def register(commands: Any) -> None:
     _register_keys(group(commands, "key", "Manage and use keys."))
+    key_files = group(commands, "key-files", "Manage the deployment's key files.")
+    leaf(
+        key_files,
+        "create",
+        _key_files_create,
+        "Create whichever key files are missing (never replacing one): once, before a "
+        "production deployment's first start.",
+    )
     master = group(commands, "master-key", "Manage the deployment master key.")
     rotate = leaf(
         master,
@@ -438,6 +446,10 @@ def _verify(run: Invocation) -> Any:
         signature=options.signature,
     )
     return {"value": result.valid}
+
+
+def _key_files_create(run: Invocation) -> Any:
+    return services.key_files_create(actor=run.actor)
 
 
 def _master_key_rotate(run: Invocation) -> Any:

@@ -242,6 +242,12 @@ def _backup_key() -> tuple[bytes, bytes]:
     return key_id, key
 
 
+def load_backup_key() -> None:
+    """Read the backup key now (creating its file where that is allowed), not at the first
+    backup."""
+    _backup_key()
+
+
 def seal_backup(payload: bytes) -> bytes:
     """An opaque, versioned, authenticated backup blob of `payload`."""
     key_id, key = _backup_key()

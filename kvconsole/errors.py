@@ -86,3 +86,16 @@ class Conflict(ServiceError):
     code = "Conflict"
     result = "Conflict"
     exit_code = 5
+
+
+class Throttled(ServiceError):
+    """Too many requests in the current window; `retry_after` seconds until it ends."""
+
+    status = 429
+    code = "Throttled"
+    result = "Throttled"
+    exit_code = 1
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after

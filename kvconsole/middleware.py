@@ -11,8 +11,9 @@ from vaults.permissions import request_cache
 
 
 def client_ip(request: HttpRequest) -> str | None:
-    """The address a request came from: the socket peer, since no proxy in front of us is
-    trusted to say otherwise. The activity log and the sign-in throttle both use this."""
+    """The address a request came from: the socket peer, or the client a trusted proxy
+    names (kvconsole/edge.py has written it here by then). The activity log and the sign-in
+    throttle both use this."""
     return request.META.get("REMOTE_ADDR")
 
 

@@ -9,6 +9,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from django.conf import settings
@@ -27,12 +28,27 @@ def stamp(path: str | Path) -> tuple[int, int, int]:
     return status.st_ino, status.st_mtime_ns, status.st_size
 
 
+# Set while `kv key-files create` runs: an operator's deliberate creation of missing files.
+_creating_key_files: ContextVar[bool] = ContextVar("creating_key_files", default=False)
+
+
+@contextmanager
+def creating_key_files() -> Iterator[None]:
+    """Within this block, missing key files are created even in production."""
+    token = _creating_key_files.set(True)
+    try:
+        yield
+    finally:
+        _creating_key_files.reset(token)
+
+
 def create_development_file(path: Path, content: str) -> None:
-    """Create `path` with `content` if this deployment may generate its own key files; a
-    file another process created first is kept."""
-    if not settings.KVCONSOLE_GENERATE_KEY_FILES:
+    """Create `path` with `content` if this deployment may generate its own key files (or
+    an operator is creating them); a file another process created first is kept."""
+    if not (settings.KVCONSOLE_GENERATE_KEY_FILES or _creating_key_files.get()):
         raise ImproperlyConfigured(
-            f"{path} does not exist. Production deployments must be given their key files."
+            f"{path} does not exist. Production deployments must be given their key files "
+            "(`manage.py kv key-files create` creates those that are missing)."
         )
     path.parent.mkdir(parents=True, exist_ok=True)
     try:

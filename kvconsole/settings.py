@@ -7,8 +7,13 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+from kvconsole import production
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("KVCONSOLE_VAR_DIR", BASE_DIR / "var"))
+# KVCONSOLE_ENV=production hardens the settings and refuses to start while any development
+# default is in force (kvconsole/production.py, checked at the end of this file).
+PRODUCTION = production.environment(os.environ) == "production"
 
 
 def _development_secret(filename: str, make: Callable[[], str]) -> Path:
@@ -27,7 +32,9 @@ def _development_secret(filename: str, make: Callable[[], str]) -> Path:
 DEBUG = os.environ.get("KVCONSOLE_DEBUG", "0") == "1"
 
 SECRET_KEY = os.environ.get("KVCONSOLE_SECRET_KEY") or (
-    _development_secret("secret-key", lambda: secrets.token_urlsafe(50)).read_text().strip()
+    ""
+    if PRODUCTION
+    else _development_secret("secret-key", lambda: secrets.token_urlsafe(50)).read_text().strip()
 )
 
 ALLOWED_HOSTS = os.environ.get(
@@ -45,13 +52,19 @@ INSTALLED_APPS = [
     "django_htmx",
     "guardian",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "accounts",
     "vaults",
     "keys",
 ]
 
 MIDDLEWARE = [
-    # First: a vault host's requests are the vault endpoint's, served without the rest.
+    # Around everything, the vault endpoint included: no Server banner, and a trusted
+    # proxy's X-Forwarded-* headers taken as the request's own (only when one is configured).
+    "kvconsole.edge.server_header",
+    "kvconsole.edge.forwarded_by_trusted_proxy",
+    # Then: a vault host's requests are the vault endpoint's, served without the rest.
     "kvconsole.hosts.vault_hosts",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -59,10 +72,13 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     # Every view needs a signed-in person unless it is marked login_not_required (the
     # sign-in pages, and any endpoint that authenticates its callers another way); htmx
     # requests are sent to sign in with the whole page.
     "kvconsole.console.SignInRequiredMiddleware",
+    # Superusers, and whoever has enrolled an authenticator, also need its code.
+    "vaults.twofactor.TwoFactorRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django.middleware.csp.ContentSecurityPolicyMiddleware",
@@ -181,7 +197,9 @@ SESSION_SAVE_EVERY_REQUEST = True
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-CSRF_COOKIE_HTTPONLY = False
+# The console's pages carry the CSRF token (htmx sends it from the page): no script reads
+# the cookie.
+CSRF_COOKIE_HTTPONLY = True
 # Cookies travel over HTTPS only (`make run` serves HTTPS too); KVCONSOLE_SECURE_COOKIES=0
 # allows them over plain HTTP, behind a proxy that terminates TLS on the same machine.
 _secure_cookies = os.environ.get("KVCONSOLE_SECURE_COOKIES", "1") == "1"
@@ -226,7 +244,9 @@ KVCONSOLE_CONSOLE_HOST = os.environ.get(
 )
 # The directory tenant the token service speaks for; clients name it (tenant_id).
 KVCONSOLE_TENANT_ID = os.environ.get("KVCONSOLE_TENANT_ID") or (
-    _development_secret("tenant-id", lambda: str(uuid.uuid4())).read_text().strip()
+    ""
+    if PRODUCTION
+    else _development_secret("tenant-id", lambda: str(uuid.uuid4())).read_text().strip()
 )
 KVCONSOLE_TOKEN_KEY_FILE = Path(
     os.environ.get("KVCONSOLE_TOKEN_KEY_FILE") or VAR_DIR / "token-signing-keys.json"
@@ -245,7 +265,9 @@ KVCONSOLE_BACKUP_KEY_FILE = Path(
 )
 # A development deployment creates its own key files on first use. Anywhere else set this
 # to 0 and provide the files: a lost file that is silently replaced orphans every key.
-KVCONSOLE_GENERATE_KEY_FILES = os.environ.get("KVCONSOLE_GENERATE_KEY_FILES", "1") == "1"
+KVCONSOLE_GENERATE_KEY_FILES = (
+    os.environ.get("KVCONSOLE_GENERATE_KEY_FILES", "0" if PRODUCTION else "1") == "1"
+)
 
 KVCONSOLE_KEY_CACHE_SIZE = int(os.environ.get("KVCONSOLE_KEY_CACHE_SIZE", "1024"))
 KVCONSOLE_MAX_BACKUP_VERSIONS = 500
@@ -294,3 +316,51 @@ MAILERS = {
     }
 }
 DEFAULT_FROM_EMAIL = os.environ.get("KVCONSOLE_EMAIL_FROM", "kvconsole@localhost")
+
+# --- serving and hardening (kvconsole/production.py, kvconsole/edge.py) ----------------
+
+# The proxies in front of the server (addresses or CIDR networks, comma-separated). Only a
+# request whose peer is one of them has its X-Forwarded-For, -Proto and -Host believed.
+KVCONSOLE_TRUSTED_PROXIES = [
+    proxy.strip()
+    for proxy in os.environ.get("KVCONSOLE_TRUSTED_PROXIES", "").split(",")
+    if proxy.strip()
+]
+# HSTS on the console and every vault host. None in development: browsers would then insist
+# on HTTPS for every port of localhost.
+SECURE_HSTS_SECONDS = int(
+    os.environ.get("KVCONSOLE_HSTS_SECONDS", "31536000" if PRODUCTION else "0")
+)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+# Asking browsers to preload HSTS commits the whole registrable domain: its owner's call.
+SECURE_HSTS_PRELOAD = os.environ.get("KVCONSOLE_HSTS_PRELOAD", "0") == "1"
+SECURE_SSL_REDIRECT = PRODUCTION
+
+# Rate limits of the vault endpoint (keys/api/ratelimit.py), in requests per window, shared
+# by every server process on the machine through a small file; 0 turns a limit off.
+# Defaults are Azure's per-vault figures for software keys, and for a principal across all
+# vaults Azure's subscription-wide figure, five times a vault's.
+KVCONSOLE_RATE_LIMIT_WINDOW_SECONDS = int(
+    os.environ.get("KVCONSOLE_RATE_LIMIT_WINDOW_SECONDS", "10")
+)
+KVCONSOLE_RATE_LIMIT_VAULT = int(os.environ.get("KVCONSOLE_RATE_LIMIT_VAULT", "4000"))
+KVCONSOLE_RATE_LIMIT_VAULT_CREATE = int(os.environ.get("KVCONSOLE_RATE_LIMIT_VAULT_CREATE", "20"))
+KVCONSOLE_RATE_LIMIT_PRINCIPAL = int(os.environ.get("KVCONSOLE_RATE_LIMIT_PRINCIPAL", "20000"))
+KVCONSOLE_RATE_LIMIT_FILE = Path(
+    os.environ.get("KVCONSOLE_RATE_LIMIT_FILE") or VAR_DIR / "rate-limits"
+)
+
+if PRODUCTION:
+    # Collected by `make serve` (collectstatic), under content-hashed names that browsers
+    # may cache for good.
+    STORAGES = {
+        "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+        "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+    }
+    WHITENOISE_USE_FINDERS = False
+    if not SECURE_HSTS_PRELOAD:
+        SILENCED_SYSTEM_CHECKS = ["security.W021"]
+    production.refuse_development_defaults(os.environ, globals())
+
+# Authenticator apps list the deployment by this name.
+OTP_TOTP_ISSUER = KVCONSOLE_DEPLOYMENT_NAME

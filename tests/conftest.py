@@ -12,6 +12,8 @@ import pytest
 from django.conf import settings
 from django.core.handlers.base import BaseHandler
 from django.http import HttpRequest, HttpResponseBase
+from django.test import Client
+from django_otp import DEVICE_ID_SESSION_KEY
 
 from accounts.models import User
 from accounts.tokens import verified_tokens
@@ -20,6 +22,7 @@ from keys import services as key_services
 from keys.crypto import Material
 from keys.models import KeyVersion
 from keys.protection import ProtectedMaterial, master_keyring, material_cache
+from tests import twofactor
 from tests.factories import (
     ApplicationFactory,
     SuperuserFactory,
@@ -71,6 +74,28 @@ def _fast_password_hashing() -> Iterator[None]:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     yield
     settings.PASSWORD_HASHERS = original
+
+
+@pytest.fixture(autouse=True)
+def _superusers_signed_in_with_their_authenticator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`client.force_login` gives a superuser the session their authenticator's code gives:
+    the console admits superusers with no other (vaults/twofactor.py)."""
+    force_login = Client.force_login
+
+    def verified(client: Client, user: Any, backend: str | None = None) -> None:
+        force_login(client, user, backend)
+        if user.is_superuser:
+            session = client.session
+            session[DEVICE_ID_SESSION_KEY] = twofactor.enrol(user).persistent_id
+            session.save()
+
+    monkeypatch.setattr(Client, "force_login", verified)
+
+
+@pytest.fixture(autouse=True)
+def _rate_limits_of_this_test(tmp_path: Path, settings: Any) -> None:
+    # The vault endpoint's counters outlive a test; each test counts from nothing.
+    settings.KVCONSOLE_RATE_LIMIT_FILE = tmp_path / "rate-limits"
 
 
 @pytest.fixture(autouse=True)

@@ -31,6 +31,16 @@ def register(commands: Any) -> None:
     _register_identities(
         group(apps, "identity", "Bind workloads to an application (managed identities).")
     )
+    users = group(directory, "user", "Manage people's sign-in.")
+    two_factor = group(users, "two-factor", "Manage a person's authenticator (TOTP).")
+    reset = leaf(
+        two_factor,
+        "reset",
+        _two_factor_reset,
+        "Remove a person's authenticator (one who lost it): they sign in with the password "
+        "again, and a superuser enrols a new one at the next sign-in.",
+    )
+    reset.add_argument("--name", required=True, dest="username", help="The person's user name.")
     token_key = group(commands, "token-key", "Manage the token service's signing key.")
     rotate = leaf(
         token_key,
@@ -162,6 +172,11 @@ def _token_key_rotate(run: Invocation) -> Any:
         actor=run.actor, drop_previous=run.options.drop_previous
     )
     return {"kid": key.kid, "created": key.created}
+
+
+def _two_factor_reset(run: Invocation) -> Any:
+    removed = services.two_factor_reset(actor=run.actor, username=run.options.username)
+    return {"userPrincipalName": run.options.username, "authenticatorsRemoved": removed}
 
 
 def _create(run: Invocation) -> Any:

@@ -328,6 +328,7 @@ class Operation(models.TextChoices):
     # A vault endpoint request for no operation the endpoint has (an unknown path or method).
     UNSUPPORTED_REQUEST = "UnsupportedRequest"
     MASTER_KEY_ROTATE = "MasterKeyRotate"
+    KEY_FILES_CREATE = "KeyFilesCreate"
     TOKEN_KEY_ROTATE = "TokenSigningKeyRotate"  # noqa: S105 (an operation name)
     ROLE_DEFINITION_LIST = "RoleDefinitionList"
     ROLE_ASSIGNMENT_CREATE = "RoleAssignmentCreate"
@@ -356,6 +357,9 @@ class Operation(models.TextChoices):
     SIGN_IN = "SignIn"
     SIGN_OUT = "SignOut"
     SIGN_IN_LOCKOUT = "SignInLockout"
+    # A person's TOTP authenticator: enrolled by its owner, reset by a deployment principal.
+    TWO_FACTOR_ENROL = "TwoFactorEnrol"
+    TWO_FACTOR_RESET = "TwoFactorReset"
     # Alert rules are the deployment's Event Grid subscriptions; a dead-lettered or requeued
     # notification is a change an operator must be able to trace.
     ALERT_RULE_CREATE = "AlertRuleCreate"
@@ -386,6 +390,8 @@ class Result(models.TextChoices):
     UNAUTHORIZED = "Unauthorized"
     FORBIDDEN = "Forbidden"
     CONFLICT = "Conflict"
+    # Refused by the vault endpoint's rate limits (429), as Azure logs a throttled request.
+    THROTTLED = "Throttled"
     FAILURE = "Failure"
 
 

@@ -102,6 +102,9 @@ class Action(Enum):
     # Deployment-wide; Azure has no equivalent because Microsoft holds its master keys.
     MASTER_KEY_ROTATE = ("kvconsole/masterKeys/rotate/action",)
     TOKEN_KEY_ROTATE = ("kvconsole/tokenSigningKeys/rotate/action",)
+    KEY_FILES_CREATE = ("kvconsole/keyFiles/create/action",)
+    # Deployment-wide: removing a person's authenticator, for one who lost it.
+    TWO_FACTOR_RESET = ("kvconsole/users/authenticators/reset/action",)
     # Host names are the deployment's, not a vault's: an alias can take any name clients
     # reach the server by.
     HOST_ALIASES_WRITE = ("kvconsole/hostAliases/write/action",)

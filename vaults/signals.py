@@ -6,6 +6,7 @@ The request's face and client IP reach the activity log from the middleware, not
 """
 
 from contextlib import suppress
+from datetime import timedelta
 from typing import Any
 
 from axes.helpers import get_cool_off
@@ -58,6 +59,24 @@ def _signed_out(sender: Any, request: HttpRequest | None, user: User | None, **k
     # Signing out without a session (a stale page's button) has nobody to record.
     if user is not None:
         services.session_sign_out(actor=user)
+
+
+def second_factor_refused(request: HttpRequest, user: User) -> None:
+    """A wrong authenticator code after the right password: recorded as a refused sign-in,
+    and told to django-axes as a failed one, so that wrong codes count towards the lockout
+    of the user name and address exactly as wrong passwords do."""
+    setattr(request, _FAILURE_RECORDED, True)
+    with suppress(Unauthorized):
+        services.session_second_factor_refuse(actor=user)
+    user_login_failed.send(
+        sender=__name__, credentials={User.USERNAME_FIELD: user.get_username()}, request=request
+    )
+
+
+def refused_during_lockout(request: HttpRequest, user: User, cool_off: timedelta | None) -> None:
+    """A sign-in's second step reached while its user name and address are locked out."""
+    with suppress(Forbidden):
+        services.session_lockout(actor=user, began=False, cool_off=cool_off)
 
 
 def _refused_during_lockout(request: HttpRequest | None) -> bool:

@@ -41,6 +41,12 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
+def load_webhook_key() -> None:
+    """Read the webhook key now (creating its file where that is allowed), not at the first
+    delivery."""
+    _webhook_key()
+
+
 def _webhook_key() -> bytes:
     """The deployment's webhook key, read again whenever its file is replaced."""
     global _loaded

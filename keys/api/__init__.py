@@ -21,14 +21,14 @@ from django.http import HttpRequest, HttpResponse
 
 from accounts import tokens
 from accounts.models import User
-from kvconsole.errors import BadParameter, NotFound, ServiceError, Unauthorized
+from kvconsole.errors import BadParameter, NotFound, ServiceError, Throttled, Unauthorized
 from kvconsole.middleware import client_ip
 from vaults import activity, readcache
 from vaults import services as vault_services
 from vaults.models import Face, Operation
 from vaults.permissions import request_cache
 
-from . import views
+from . import ratelimit, views
 from .views import Call, Payload, View
 
 logger = logging.getLogger(__name__)
@@ -48,35 +48,13 @@ class UnsupportedRequest(NotFound):
 
 @dataclass(frozen=True)
 class Route:
-    """A path of the vault endpoint, written as the OpenAPI document writes it
-    (`/keys/{key-name}/{key-version}/sign`), and what it offers per method: the operation
-    recorded for it and the view."""
+    """What a path offers, per method: the operation recorded for it and the view."""
 
-    path: str
     methods: dict[str, tuple[Operation, View]]
-    pattern: re.Pattern[str]
 
 
-# Path parameters, by the names Azure's REST specification gives them: the view argument
-# each fills and what a segment may hold. A name is one segment; an empty version segment
-# (`/keys/{name}//sign`, `/keys/{name}/`) means the current version, as the SDKs send it.
-PATH_PARAMETERS = {
-    "key-name": ("name", "[^/]+"),
-    "key-version": ("version", "[^/]*"),
-}
-_PLACEHOLDER = re.compile(r"\{([a-z-]+)\}")
-
-
-def route(path: str, **methods: tuple[Operation, View]) -> Route:
-    """A route for `path`; its pattern is made from the path, so the two cannot disagree."""
-    pattern = ""
-    position = 0
-    for placeholder in _PLACEHOLDER.finditer(path):
-        argument, segment = PATH_PARAMETERS[placeholder.group(1)]
-        pattern += re.escape(path[position : placeholder.start()]) + f"(?P<{argument}>{segment})"
-        position = placeholder.end()
-    pattern += re.escape(path[position:])
-    return Route(path, methods, re.compile(f"^{pattern.removeprefix('/')}$"))
+def route(**methods: tuple[Operation, View]) -> Route:
+    return Route(methods)
 
 
 # --- serving -------------------------------------------------------------------------------
@@ -98,7 +76,7 @@ def serve(request: HttpRequest, vault_name: str) -> HttpResponse:
         request_cache(),
         readcache.scope(),
     ):
-        status, payload, challenge = _answer(request, vault_name, api_version)
+        status, payload, refusal = _answer(request, vault_name, api_version)
     response = HttpResponse(
         b"" if payload is None else json.dumps(payload, separators=(",", ":")),
         status=status,
@@ -108,12 +86,19 @@ def serve(request: HttpRequest, vault_name: str) -> HttpResponse:
     response["x-ms-request-id"] = request_id
     if client_request_id:
         response["x-ms-client-request-id"] = client_request_id
-    response["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+    if settings.SECURE_HSTS_SECONDS:
+        response["Strict-Transport-Security"] = (
+            f"max-age={settings.SECURE_HSTS_SECONDS}; includeSubDomains"
+        )
     response["X-Content-Type-Options"] = "nosniff"
-    if challenge:
+    if isinstance(refusal, Unauthorized):
         response["WWW-Authenticate"] = (
             f'Bearer authorization="{tokens.authority()}", resource="{tokens.vault_resource()}"'
         )
+    elif isinstance(refusal, Throttled):
+        # Azure sends none, but the SDKs retry a throttled POST only when told how long to
+        # wait (reference §10).
+        response["Retry-After"] = str(refusal.retry_after)
     return response
 
 
@@ -126,8 +111,10 @@ def _client_request_id(request: HttpRequest) -> str:
     return value if value.isascii() and value.isprintable() else ""
 
 
-def _answer(request: HttpRequest, vault_name: str, api_version: str) -> tuple[int, Payload, bool]:
-    """(status, body, whether to send the bearer challenge)."""
+def _answer(
+    request: HttpRequest, vault_name: str, api_version: str
+) -> tuple[int, Payload, ServiceError | None]:
+    """(status, body, the refusal if the request was refused)."""
     operation, view, kwargs = _route(request)
     target = _target(vault_name, kwargs)
     actor: User | None = None
@@ -138,6 +125,7 @@ def _answer(request: HttpRequest, vault_name: str, api_version: str) -> tuple[in
                 f"The vault endpoint has no operation {request.method} {request.path}."
             )
         _check_api_version(api_version)
+        ratelimit.admit(vault_name=vault_name, principal_oid=actor.oid, operation=operation)
         call = Call(
             request=request,
             actor=actor,
@@ -147,16 +135,16 @@ def _answer(request: HttpRequest, vault_name: str, api_version: str) -> tuple[in
             body=_body(request),
         )
         status, payload = view(call, **kwargs)
-        return status, payload, False
+        return status, payload, None
     except ServiceError as error:
         _record_unless_recorded(actor, operation, error, vault_name, target)
-        return error.status, error.as_azure_error(), isinstance(error, Unauthorized)
+        return error.status, error.as_azure_error(), error
     except Exception:
         # Never the exception's text or locals in the answer: they may hold key material.
         logger.exception("Vault endpoint request failed: %s %s", request.method, request.path)
         failure = ServiceError("The server failed to process the request; it has been logged.")
         _record_unless_recorded(actor, operation, failure, vault_name, target)
-        return failure.status, failure.as_azure_error(), False
+        return failure.status, failure.as_azure_error(), None
 
 
 def _record_unless_recorded(
@@ -174,20 +162,15 @@ def _record_unless_recorded(
 
 
 def _route(request: HttpRequest) -> tuple[Operation, View | None, dict[str, str]]:
-    """The first route whose path matches and that offers the method: `/keys/restore` is
-    POST's restore, and a key named "restore" for every other method."""
     path = request.path_info.removeprefix("/")
-    method = request.method or ""
-    unsupported: dict[str, str] | None = None
-    for handlers in ROUTES:
-        match = handlers.pattern.match(path)
+    for pattern, handlers in ROUTES:
+        match = pattern.match(path)
         if match is not None:
-            found = handlers.methods.get(method)
-            if found is not None:
-                return found[0], found[1], match.groupdict()
-            if unsupported is None:
-                unsupported = match.groupdict()
-    return Operation.UNSUPPORTED_REQUEST, None, unsupported or {}
+            found = handlers.methods.get(request.method or "")
+            if found is None:
+                return Operation.UNSUPPORTED_REQUEST, None, match.groupdict()
+            return found[0], found[1], match.groupdict()
+    return Operation.UNSUPPORTED_REQUEST, None, {}
 
 
 def _target(vault_name: str, kwargs: dict[str, str]) -> str:
@@ -249,9 +232,18 @@ def _body(request: HttpRequest) -> dict[str, Any]:
 
 # --- routes ------------------------------------------------------------------------------------
 #
-# Paths are at the root of each vault's host (the SDKs' key ids need it). This table is also
-# what the OpenAPI document (openapi.py) is made from, so each path here is documented.
+# Paths are at the root of each vault's host (the SDKs' key ids need it), matched in order
+# without their leading slash; each names an operation per method. A name is one segment;
+# an empty version segment (`/keys/{name}//sign`) means the current version, as the SDKs
+# send it.
 
+
+def path_route(pattern: str, handlers: Route) -> tuple[re.Pattern[str], Route]:
+    return re.compile(pattern), handlers
+
+
+NAME = r"(?P<name>[^/]+)"
+VERSION = r"(?P<version>[^/]*)"
 KEY_METHODS = {
     "PUT": (Operation.KEY_IMPORT, views.key_import),
     "DELETE": (Operation.KEY_DELETE, views.key_delete),
@@ -262,48 +254,66 @@ KEY_METHODS = {
 ROUTES = [
     # The cryptographic operations first: they are nearly every request an application
     # sends, and no other route ends in their last segment.
-    route(
-        "/keys/{key-name}/{key-version}/encrypt", POST=(Operation.KEY_ENCRYPT, views.key_encrypt)
+    path_route(
+        rf"^keys/{NAME}/{VERSION}/encrypt$", route(POST=(Operation.KEY_ENCRYPT, views.key_encrypt))
     ),
-    route(
-        "/keys/{key-name}/{key-version}/decrypt", POST=(Operation.KEY_DECRYPT, views.key_decrypt)
+    path_route(
+        rf"^keys/{NAME}/{VERSION}/decrypt$", route(POST=(Operation.KEY_DECRYPT, views.key_decrypt))
     ),
-    route("/keys/{key-name}/{key-version}/sign", POST=(Operation.KEY_SIGN, views.key_sign)),
-    route("/keys/{key-name}/{key-version}/verify", POST=(Operation.KEY_VERIFY, views.key_verify)),
-    route("/keys/{key-name}/{key-version}/wrapkey", POST=(Operation.KEY_WRAP, views.key_wrap)),
-    route(
-        "/keys/{key-name}/{key-version}/unwrapkey", POST=(Operation.KEY_UNWRAP, views.key_unwrap)
+    path_route(rf"^keys/{NAME}/{VERSION}/sign$", route(POST=(Operation.KEY_SIGN, views.key_sign))),
+    path_route(
+        rf"^keys/{NAME}/{VERSION}/verify$", route(POST=(Operation.KEY_VERIFY, views.key_verify))
     ),
-    route("/keys", GET=(Operation.KEY_LIST, views.key_list)),
-    route("/keys/restore", POST=(Operation.KEY_RESTORE, views.key_restore)),
-    route("/keys/{key-name}", **KEY_METHODS),
-    route("/keys/{key-name}/create", POST=(Operation.KEY_CREATE, views.key_create)),
-    route(
-        "/keys/{key-name}/versions",
-        GET=(Operation.KEY_LIST_VERSIONS, views.key_list_versions),
+    path_route(
+        rf"^keys/{NAME}/{VERSION}/wrapkey$", route(POST=(Operation.KEY_WRAP, views.key_wrap))
     ),
-    route("/keys/{key-name}/backup", POST=(Operation.KEY_BACKUP, views.key_backup)),
-    route("/keys/{key-name}/rotate", POST=(Operation.KEY_ROTATE, views.key_rotate)),
-    route(
-        "/keys/{key-name}/rotationpolicy",
-        GET=(Operation.KEY_ROTATION_POLICY_GET, views.rotation_policy_get),
-        PUT=(Operation.KEY_ROTATION_POLICY_SET, views.rotation_policy_set),
+    path_route(
+        rf"^keys/{NAME}/{VERSION}/unwrapkey$", route(POST=(Operation.KEY_UNWRAP, views.key_unwrap))
     ),
-    # After the named segments above: a version is whatever else the segment holds.
-    route(
-        "/keys/{key-name}/{key-version}",
-        GET=(Operation.KEY_GET, views.key_get),
-        PATCH=(Operation.KEY_UPDATE, views.key_update),
+    path_route(r"^keys$", route(GET=(Operation.KEY_LIST, views.key_list))),
+    # POST /keys/restore restores; the other methods are those of a key named "restore".
+    path_route(
+        r"^keys/(?P<name>restore)$",
+        route(POST=(Operation.KEY_RESTORE, views.key_restore), **KEY_METHODS),
     ),
-    route("/deletedkeys", GET=(Operation.KEY_LIST_DELETED, views.deleted_key_list)),
-    route(
-        "/deletedkeys/{key-name}",
-        GET=(Operation.KEY_GET_DELETED, views.deleted_key_get),
-        DELETE=(Operation.KEY_PURGE, views.deleted_key_purge),
+    path_route(rf"^keys/{NAME}$", route(**KEY_METHODS)),
+    path_route(
+        rf"^keys/{NAME}/$",
+        route(
+            GET=(Operation.KEY_GET, views.key_get), PATCH=(Operation.KEY_UPDATE, views.key_update)
+        ),
     ),
-    route(
-        "/deletedkeys/{key-name}/recover",
-        POST=(Operation.KEY_RECOVER, views.deleted_key_recover),
+    path_route(rf"^keys/{NAME}/create$", route(POST=(Operation.KEY_CREATE, views.key_create))),
+    path_route(
+        rf"^keys/{NAME}/versions$",
+        route(GET=(Operation.KEY_LIST_VERSIONS, views.key_list_versions)),
     ),
-    route("/rng", POST=(Operation.RANDOM_BYTES_GET, views.random_bytes)),
+    path_route(rf"^keys/{NAME}/backup$", route(POST=(Operation.KEY_BACKUP, views.key_backup))),
+    path_route(rf"^keys/{NAME}/rotate$", route(POST=(Operation.KEY_ROTATE, views.key_rotate))),
+    path_route(
+        rf"^keys/{NAME}/rotationpolicy$",
+        route(
+            GET=(Operation.KEY_ROTATION_POLICY_GET, views.rotation_policy_get),
+            PUT=(Operation.KEY_ROTATION_POLICY_SET, views.rotation_policy_set),
+        ),
+    ),
+    path_route(
+        rf"^keys/{NAME}/(?P<version>[^/]+)$",
+        route(
+            GET=(Operation.KEY_GET, views.key_get), PATCH=(Operation.KEY_UPDATE, views.key_update)
+        ),
+    ),
+    path_route(r"^deletedkeys$", route(GET=(Operation.KEY_LIST_DELETED, views.deleted_key_list))),
+    path_route(
+        rf"^deletedkeys/{NAME}$",
+        route(
+            GET=(Operation.KEY_GET_DELETED, views.deleted_key_get),
+            DELETE=(Operation.KEY_PURGE, views.deleted_key_purge),
+        ),
+    ),
+    path_route(
+        rf"^deletedkeys/{NAME}/recover$",
+        route(POST=(Operation.KEY_RECOVER, views.deleted_key_recover)),
+    ),
+    path_route(r"^rng$", route(POST=(Operation.RANDOM_BYTES_GET, views.random_bytes))),
 ]

@@ -16,6 +16,7 @@ from .expiry import (
     ExpiryNotice,
     key_check_expiry,
 )
+from .key_files import key_files_create
 from .lifecycle import (
     key_create,
     key_delete,
@@ -67,6 +68,7 @@ __all__ = [
     "key_decrypt",
     "key_delete",
     "key_encrypt",
+    "key_files_create",
     "key_get",
     "key_get_deleted",
     "key_import",

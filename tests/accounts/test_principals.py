@@ -60,10 +60,10 @@ def test_an_inactive_person_cannot_sign_in() -> None:
 def test_the_login_page_refuses_non_people(client: Client) -> None:
     SystemPrincipalFactory.create(username="robot", is_staff=True, is_superuser=True)
     UserFactory.create(username="alice", is_staff=True)
-    refused = client.post("/admin/login/", {"username": "robot", "password": PASSWORD})
+    refused = client.post("/signin/", {"username": "robot", "password": PASSWORD})
     assert refused.status_code == 200  # the form again, with an error
     assert "_auth_user_id" not in client.session
-    accepted = client.post("/admin/login/", {"username": "alice", "password": PASSWORD})
+    accepted = client.post("/signin/", {"username": "alice", "password": PASSWORD})
     assert accepted.status_code == 302
     assert client.session["_auth_user_id"] == str(User.objects.get(username="alice").pk)
 

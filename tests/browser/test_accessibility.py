@@ -8,6 +8,7 @@ from playwright.sync_api import Page
 
 from accounts.models import User
 from keys.models import KeyVersion
+from tests import twofactor
 from tests.browser.conftest import PASSWORD, WIDTHS, accessibility_violations
 from tests.conftest import Personas
 from vaults import services as vault_services
@@ -85,15 +86,38 @@ def test_the_sign_in_page_passes_the_accessibility_rules(open_page: Callable[...
     assert accessibility_violations(page) == []
 
 
+@pytest.mark.parametrize("width", WIDTHS.values())
+def test_the_two_factor_pages_pass_the_accessibility_rules(
+    open_page: Callable[..., Page], personas: Personas, width: int
+) -> None:
+    page = open_page(personas.reader, width=width, audit=True)
+    page.goto("/account/two-factor/")
+    page.get_by_role("img", name="QR code holding your authenticator's secret").wait_for()
+    assert accessibility_violations(page) == []
+    device = twofactor.enrol(personas.crypto_user)
+    other = open_page(width=width, audit=True)
+    other.goto("/signin/")
+    other.get_by_label("User name").fill(personas.crypto_user.username)
+    other.get_by_label("Password").fill(PASSWORD)
+    other.get_by_role("button", name="Sign in").click()
+    other.wait_for_url(lambda url: urlsplit(url).path == "/signin/code/")
+    assert accessibility_violations(other) == []
+    assert device.confirmed
+
+
 def test_signing_in_and_moving_around_work_from_the_keyboard(
     open_page: Callable[..., Page], owner: User, personas: Personas
 ) -> None:
+    device = twofactor.enrol(owner)
     page = open_page()
     page.goto("/signin/")
-    # The user name field has the focus from the start.
+    # The user name field has the focus from the start, and so has the code's.
     page.keyboard.type(owner.username)
     page.keyboard.press("Tab")
     page.keyboard.type(PASSWORD)
+    page.keyboard.press("Enter")
+    page.wait_for_url(lambda url: urlsplit(url).path == "/signin/code/")
+    page.keyboard.type(twofactor.code(device))
     page.keyboard.press("Enter")
     page.wait_for_url(lambda url: urlsplit(url).path == "/")
     # The first stop is the skip link, which leads past the navigation to the content.

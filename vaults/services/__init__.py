@@ -69,6 +69,7 @@ from .resources import (
 )
 from .sessions import (
     session_lockout,
+    session_second_factor_refuse,
     session_sign_in,
     session_sign_in_refuse,
     session_sign_out,
@@ -85,6 +86,7 @@ from .tokens import (
     workload_identity_delete,
     workload_identity_list,
 )
+from .twofactor import two_factor_enrol, two_factor_reset
 
 __all__ = [
     "MAX_RETENTION_DAYS",
@@ -139,6 +141,7 @@ __all__ = [
     "rule_scope",
     "scope_path",
     "session_lockout",
+    "session_second_factor_refuse",
     "session_sign_in",
     "session_sign_in_refuse",
     "session_sign_out",
@@ -146,6 +149,8 @@ __all__ = [
     "sign_in_claimant",
     "token_issue",
     "token_signing_key_rotate",
+    "two_factor_enrol",
+    "two_factor_reset",
     "vault_create",
     "vault_delete",
     "vault_get",

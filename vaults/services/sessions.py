@@ -21,6 +21,7 @@ from ..models import Operation
 # wrong password, a principal that may not sign in). The actor columns show whether the
 # name exists.
 SIGN_IN_REFUSED = "Sign-in refused: wrong user name or password."
+SECOND_FACTOR_REFUSED = "Sign-in refused: wrong or expired authenticator code."
 
 # Stands in for a user name that matches no account, followed by a keyed digest of the name.
 # Django's user-name validator allows no spaces or brackets, so no person can be named so.
@@ -58,6 +59,13 @@ def session_sign_in(*, actor: User) -> None:
 def session_sign_in_refuse(*, actor: User) -> None:
     """Record a refused sign-in attempt as `actor` (never its password)."""
     raise Unauthorized(SIGN_IN_REFUSED)
+
+
+@operation(Operation.SIGN_IN)
+def session_second_factor_refuse(*, actor: User) -> None:
+    """Record a sign-in as `actor` refused at its second step: the password was right, the
+    authenticator's code was not."""
+    raise Unauthorized(SECOND_FACTOR_REFUSED)
 
 
 @operation(Operation.SIGN_IN_LOCKOUT)
