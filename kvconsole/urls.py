@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from keys.api import openapi
 from vaults import oauth
 from vaults.views import twofactor
 
@@ -29,4 +30,6 @@ urlpatterns = [
     path("<str:tenant>/oauth2/v2.0/authorize", oauth.authorize_endpoint, name="authorize"),
     path("<str:tenant>/oauth2/v2.0/token", oauth.token, name="token"),
     path("msi/token", oauth.managed_identity_token, name="managed-identity-token"),
+    # The vault endpoint's OpenAPI document (served here: vault hosts answer only with a token).
+    path("openapi/vault.json", openapi.openapi_document, name="vault-openapi"),
 ]

@@ -48,13 +48,35 @@ class UnsupportedRequest(NotFound):
 
 @dataclass(frozen=True)
 class Route:
-    """What a path offers, per method: the operation recorded for it and the view."""
+    """A path of the vault endpoint, written as the OpenAPI document writes it
+    (`/keys/{key-name}/{key-version}/sign`), and what it offers per method: the operation
+    recorded for it and the view."""
 
+    path: str
     methods: dict[str, tuple[Operation, View]]
+    pattern: re.Pattern[str]
 
 
-def route(**methods: tuple[Operation, View]) -> Route:
-    return Route(methods)
+# Path parameters, by the names Azure's REST specification gives them: the view argument
+# each fills and what a segment may hold. A name is one segment; an empty version segment
+# (`/keys/{name}//sign`, `/keys/{name}/`) means the current version, as the SDKs send it.
+PATH_PARAMETERS = {
+    "key-name": ("name", "[^/]+"),
+    "key-version": ("version", "[^/]*"),
+}
+_PLACEHOLDER = re.compile(r"\{([a-z-]+)\}")
+
+
+def route(path: str, **methods: tuple[Operation, View]) -> Route:
+    """A route for `path`; its pattern is made from the path, so the two cannot disagree."""
+    pattern = ""
+    position = 0
+    for placeholder in _PLACEHOLDER.finditer(path):
+        argument, segment = PATH_PARAMETERS[placeholder.group(1)]
+        pattern += re.escape(path[position : placeholder.start()]) + f"(?P<{argument}>{segment})"
+        position = placeholder.end()
+    pattern += re.escape(path[position:])
+    return Route(path, methods, re.compile(f"^{pattern.removeprefix('/')}$"))
 
 
 # --- serving -------------------------------------------------------------------------------
@@ -162,15 +184,20 @@ def _record_unless_recorded(
 
 
 def _route(request: HttpRequest) -> tuple[Operation, View | None, dict[str, str]]:
+    """The first route whose path matches and that offers the method: `/keys/restore` is
+    POST's restore, and a key named "restore" for every other method."""
     path = request.path_info.removeprefix("/")
-    for pattern, handlers in ROUTES:
-        match = pattern.match(path)
+    method = request.method or ""
+    unsupported: dict[str, str] | None = None
+    for handlers in ROUTES:
+        match = handlers.pattern.match(path)
         if match is not None:
-            found = handlers.methods.get(request.method or "")
-            if found is None:
-                return Operation.UNSUPPORTED_REQUEST, None, match.groupdict()
-            return found[0], found[1], match.groupdict()
-    return Operation.UNSUPPORTED_REQUEST, None, {}
+            found = handlers.methods.get(method)
+            if found is not None:
+                return found[0], found[1], match.groupdict()
+            if unsupported is None:
+                unsupported = match.groupdict()
+    return Operation.UNSUPPORTED_REQUEST, None, unsupported or {}
 
 
 def _target(vault_name: str, kwargs: dict[str, str]) -> str:
@@ -232,18 +259,9 @@ def _body(request: HttpRequest) -> dict[str, Any]:
 
 # --- routes ------------------------------------------------------------------------------------
 #
-# Paths are at the root of each vault's host (the SDKs' key ids need it), matched in order
-# without their leading slash; each names an operation per method. A name is one segment;
-# an empty version segment (`/keys/{name}//sign`) means the current version, as the SDKs
-# send it.
+# Paths are at the root of each vault's host (the SDKs' key ids need it). This table is also
+# what the OpenAPI document (openapi.py) is made from, so each path here is documented.
 
-
-def path_route(pattern: str, handlers: Route) -> tuple[re.Pattern[str], Route]:
-    return re.compile(pattern), handlers
-
-
-NAME = r"(?P<name>[^/]+)"
-VERSION = r"(?P<version>[^/]*)"
 KEY_METHODS = {
     "PUT": (Operation.KEY_IMPORT, views.key_import),
     "DELETE": (Operation.KEY_DELETE, views.key_delete),
@@ -254,66 +272,48 @@ KEY_METHODS = {
 ROUTES = [
     # The cryptographic operations first: they are nearly every request an application
     # sends, and no other route ends in their last segment.
-    path_route(
-        rf"^keys/{NAME}/{VERSION}/encrypt$", route(POST=(Operation.KEY_ENCRYPT, views.key_encrypt))
+    route(
+        "/keys/{key-name}/{key-version}/encrypt", POST=(Operation.KEY_ENCRYPT, views.key_encrypt)
     ),
-    path_route(
-        rf"^keys/{NAME}/{VERSION}/decrypt$", route(POST=(Operation.KEY_DECRYPT, views.key_decrypt))
+    route(
+        "/keys/{key-name}/{key-version}/decrypt", POST=(Operation.KEY_DECRYPT, views.key_decrypt)
     ),
-    path_route(rf"^keys/{NAME}/{VERSION}/sign$", route(POST=(Operation.KEY_SIGN, views.key_sign))),
-    path_route(
-        rf"^keys/{NAME}/{VERSION}/verify$", route(POST=(Operation.KEY_VERIFY, views.key_verify))
+    route("/keys/{key-name}/{key-version}/sign", POST=(Operation.KEY_SIGN, views.key_sign)),
+    route("/keys/{key-name}/{key-version}/verify", POST=(Operation.KEY_VERIFY, views.key_verify)),
+    route("/keys/{key-name}/{key-version}/wrapkey", POST=(Operation.KEY_WRAP, views.key_wrap)),
+    route(
+        "/keys/{key-name}/{key-version}/unwrapkey", POST=(Operation.KEY_UNWRAP, views.key_unwrap)
     ),
-    path_route(
-        rf"^keys/{NAME}/{VERSION}/wrapkey$", route(POST=(Operation.KEY_WRAP, views.key_wrap))
+    route("/keys", GET=(Operation.KEY_LIST, views.key_list)),
+    route("/keys/restore", POST=(Operation.KEY_RESTORE, views.key_restore)),
+    route("/keys/{key-name}", **KEY_METHODS),
+    route("/keys/{key-name}/create", POST=(Operation.KEY_CREATE, views.key_create)),
+    route(
+        "/keys/{key-name}/versions",
+        GET=(Operation.KEY_LIST_VERSIONS, views.key_list_versions),
     ),
-    path_route(
-        rf"^keys/{NAME}/{VERSION}/unwrapkey$", route(POST=(Operation.KEY_UNWRAP, views.key_unwrap))
+    route("/keys/{key-name}/backup", POST=(Operation.KEY_BACKUP, views.key_backup)),
+    route("/keys/{key-name}/rotate", POST=(Operation.KEY_ROTATE, views.key_rotate)),
+    route(
+        "/keys/{key-name}/rotationpolicy",
+        GET=(Operation.KEY_ROTATION_POLICY_GET, views.rotation_policy_get),
+        PUT=(Operation.KEY_ROTATION_POLICY_SET, views.rotation_policy_set),
     ),
-    path_route(r"^keys$", route(GET=(Operation.KEY_LIST, views.key_list))),
-    # POST /keys/restore restores; the other methods are those of a key named "restore".
-    path_route(
-        r"^keys/(?P<name>restore)$",
-        route(POST=(Operation.KEY_RESTORE, views.key_restore), **KEY_METHODS),
+    # After the named segments above: a version is whatever else the segment holds.
+    route(
+        "/keys/{key-name}/{key-version}",
+        GET=(Operation.KEY_GET, views.key_get),
+        PATCH=(Operation.KEY_UPDATE, views.key_update),
     ),
-    path_route(rf"^keys/{NAME}$", route(**KEY_METHODS)),
-    path_route(
-        rf"^keys/{NAME}/$",
-        route(
-            GET=(Operation.KEY_GET, views.key_get), PATCH=(Operation.KEY_UPDATE, views.key_update)
-        ),
+    route("/deletedkeys", GET=(Operation.KEY_LIST_DELETED, views.deleted_key_list)),
+    route(
+        "/deletedkeys/{key-name}",
+        GET=(Operation.KEY_GET_DELETED, views.deleted_key_get),
+        DELETE=(Operation.KEY_PURGE, views.deleted_key_purge),
     ),
-    path_route(rf"^keys/{NAME}/create$", route(POST=(Operation.KEY_CREATE, views.key_create))),
-    path_route(
-        rf"^keys/{NAME}/versions$",
-        route(GET=(Operation.KEY_LIST_VERSIONS, views.key_list_versions)),
+    route(
+        "/deletedkeys/{key-name}/recover",
+        POST=(Operation.KEY_RECOVER, views.deleted_key_recover),
     ),
-    path_route(rf"^keys/{NAME}/backup$", route(POST=(Operation.KEY_BACKUP, views.key_backup))),
-    path_route(rf"^keys/{NAME}/rotate$", route(POST=(Operation.KEY_ROTATE, views.key_rotate))),
-    path_route(
-        rf"^keys/{NAME}/rotationpolicy$",
-        route(
-            GET=(Operation.KEY_ROTATION_POLICY_GET, views.rotation_policy_get),
-            PUT=(Operation.KEY_ROTATION_POLICY_SET, views.rotation_policy_set),
-        ),
-    ),
-    path_route(
-        rf"^keys/{NAME}/(?P<version>[^/]+)$",
-        route(
-            GET=(Operation.KEY_GET, views.key_get), PATCH=(Operation.KEY_UPDATE, views.key_update)
-        ),
-    ),
-    path_route(r"^deletedkeys$", route(GET=(Operation.KEY_LIST_DELETED, views.deleted_key_list))),
-    path_route(
-        rf"^deletedkeys/{NAME}$",
-        route(
-            GET=(Operation.KEY_GET_DELETED, views.deleted_key_get),
-            DELETE=(Operation.KEY_PURGE, views.deleted_key_purge),
-        ),
-    ),
-    path_route(
-        rf"^deletedkeys/{NAME}/recover$",
-        route(POST=(Operation.KEY_RECOVER, views.deleted_key_recover)),
-    ),
-    path_route(r"^rng$", route(POST=(Operation.RANDOM_BYTES_GET, views.random_bytes))),
+    route("/rng", POST=(Operation.RANDOM_BYTES_GET, views.random_bytes)),
 ]

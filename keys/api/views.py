@@ -1,5 +1,9 @@
 """The vault endpoint's views: each reads its request's body, calls one service and shapes
-the result as Azure does. Paths and methods are dispatched to them by `keys.api`."""
+the result as Azure does. Paths and methods are dispatched to them by `keys.api`.
+
+Each view declares, with `documented`, Azure's operationId for it and the schemas (schemas.py)
+of the body it reads and the body it answers with: the OpenAPI document is made from these
+declarations and the route table."""
 
 import json
 from collections.abc import Callable
@@ -38,6 +42,36 @@ class Call:
 
 
 View = Callable[..., tuple[int, Payload]]
+
+
+@dataclass(frozen=True)
+class Documentation:
+    """What the OpenAPI document says of a view."""
+
+    operation_id: str
+    summary: str
+    request: str | None
+    # The 200 body's schema; None for a 204 without a body.
+    response: str | None
+    paged: bool
+
+
+DOCUMENTATION: dict[View, Documentation] = {}
+
+
+def documented(
+    operation_id: str,
+    summary: str,
+    *,
+    request: str | None = None,
+    response: str | None = "KeyBundle",
+    paged: bool = False,
+) -> Callable[[View], View]:
+    def register(view: View) -> View:
+        DOCUMENTATION[view] = Documentation(operation_id, summary, request, response, paged)
+        return view
+
+    return register
 
 
 # --- reading request bodies ------------------------------------------------------------------
@@ -112,6 +146,7 @@ def _version(version: str) -> str | None:
 # --- keys ------------------------------------------------------------------------------------
 
 
+@documented("CreateKey", "Create a key, or a new version of it.", request="KeyCreateParameters")
 def key_create(call: Call, name: str) -> tuple[int, Payload]:
     attributes = _attributes(call.body)
     enabled = _field(attributes, "enabled", bool)
@@ -132,6 +167,7 @@ def key_create(call: Call, name: str) -> tuple[int, Payload]:
     return 200, shapes.key_bundle(version, call.vault_url)
 
 
+@documented("ImportKey", "Import a key, or a new version of it.", request="KeyImportParameters")
 def key_import(call: Call, name: str) -> tuple[int, Payload]:
     attributes = _attributes(call.body)
     enabled = _field(attributes, "enabled", bool)
@@ -149,6 +185,7 @@ def key_import(call: Call, name: str) -> tuple[int, Payload]:
     return 200, shapes.key_bundle(version, call.vault_url)
 
 
+@documented("GetKey", "The public part of a version (the current one when the version is empty).")
 def key_get(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
     found = services.key_get(
         actor=call.actor, vault_name=call.vault_name, name=name, version=_version(version)
@@ -156,6 +193,11 @@ def key_get(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
     return 200, shapes.key_bundle(found, call.vault_url)
 
 
+@documented(
+    "UpdateKey",
+    "Change a version's attributes, operations and tags.",
+    request="KeyUpdateParameters",
+)
 def key_update(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
     # The JavaScript SDK sends "attributes": {} with every update: what is absent is kept.
     attributes = _attributes(call.body)
@@ -176,35 +218,43 @@ def key_update(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
     return 200, shapes.key_bundle(updated, call.vault_url)
 
 
+@documented(
+    "DeleteKey", "Delete a key with all its versions (recoverable).", response="DeletedKeyBundle"
+)
 def key_delete(call: Call, name: str) -> tuple[int, Payload]:
     key = services.key_delete(actor=call.actor, vault_name=call.vault_name, name=name)
     return 200, shapes.deleted_key_bundle(key, call.vault_url)
 
 
+@documented("GetKeys", "The vault's keys.", response="KeyListResult", paged=True)
 def key_list(call: Call) -> tuple[int, Payload]:
     page = _page(call, "keys")
     keys = services.key_list(actor=call.actor, vault_name=call.vault_name)
     return 200, _key_page(page, keys, lambda key: shapes.key_item(key, call.vault_url))
 
 
+@documented("GetKeyVersions", "A key's versions.", response="KeyListResult", paged=True)
 def key_list_versions(call: Call, name: str) -> tuple[int, Payload]:
     page = _page(call, f"keys/{name}/versions")
     versions = services.key_list_versions(actor=call.actor, vault_name=call.vault_name, name=name)
     return 200, _version_page(page, versions)
 
 
+@documented("RotateKey", "Make a new current version of the same type and size.")
 def key_rotate(call: Call, name: str) -> tuple[int, Payload]:
     version = services.key_rotate(actor=call.actor, vault_name=call.vault_name, name=name)
     return 200, shapes.key_bundle(version, call.vault_url)
 
 
+@documented("BackupKey", "An opaque, authenticated backup of a key.", response="BackupKeyResult")
 def key_backup(call: Call, name: str) -> tuple[int, Payload]:
     blob = services.key_backup(actor=call.actor, vault_name=call.vault_name, name=name)
     return 200, {"value": crypto.b64url_encode(blob)}
 
 
-def key_restore(call: Call, name: str) -> tuple[int, Payload]:
-    """POST /keys/restore (`name` is "restore"): the blob names the key it brings back."""
+@documented("RestoreKey", "Restore a key from its backup.", request="KeyRestoreParameters")
+def key_restore(call: Call) -> tuple[int, Payload]:
+    """The blob names the key it brings back."""
     blob = _required_bytes(call.body, "value")
     version = services.key_restore(actor=call.actor, vault_name=call.vault_name, blob=blob)
     return 200, shapes.key_bundle(version, call.vault_url)
@@ -213,22 +263,28 @@ def key_restore(call: Call, name: str) -> tuple[int, Payload]:
 # --- deleted keys ----------------------------------------------------------------------------
 
 
+@documented(
+    "GetDeletedKeys", "The vault's deleted keys.", response="DeletedKeyListResult", paged=True
+)
 def deleted_key_list(call: Call) -> tuple[int, Payload]:
     page = _page(call, "deletedkeys")
     keys = services.key_list_deleted(actor=call.actor, vault_name=call.vault_name)
     return 200, _key_page(page, keys, lambda key: shapes.deleted_key_item(key, call.vault_url))
 
 
+@documented("GetDeletedKey", "A deleted key.", response="DeletedKeyBundle")
 def deleted_key_get(call: Call, name: str) -> tuple[int, Payload]:
     key = services.key_get_deleted(actor=call.actor, vault_name=call.vault_name, name=name)
     return 200, shapes.deleted_key_bundle(key, call.vault_url)
 
 
+@documented("PurgeDeletedKey", "Delete a deleted key for good.", response=None)
 def deleted_key_purge(call: Call, name: str) -> tuple[int, Payload]:
     services.key_purge(actor=call.actor, vault_name=call.vault_name, name=name)
     return 204, None
 
 
+@documented("RecoverDeletedKey", "Bring a deleted key back.")
 def deleted_key_recover(call: Call, name: str) -> tuple[int, Payload]:
     version = services.key_recover(actor=call.actor, vault_name=call.vault_name, name=name)
     return 200, shapes.key_bundle(version, call.vault_url)
@@ -248,6 +304,9 @@ def _on_version(call: Call, name: str, version: str) -> dict[str, Any]:
     }
 
 
+@documented(
+    "encrypt", "Encrypt bytes.", request="KeyEncryptParameters", response="KeyOperationResult"
+)
 def key_encrypt(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
     result = services.key_encrypt(
         **_on_version(call, name, version),
@@ -258,6 +317,9 @@ def key_encrypt(call: Call, name: str, version: str = "") -> tuple[int, Payload]
     return 200, shapes.operation_result(result, call.vault_url)
 
 
+@documented(
+    "decrypt", "Decrypt bytes.", request="KeyEncryptParameters", response="KeyOperationResult"
+)
 def key_decrypt(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
     result = services.key_decrypt(
         **_on_version(call, name, version),
@@ -269,6 +331,7 @@ def key_decrypt(call: Call, name: str, version: str = "") -> tuple[int, Payload]
     return 200, shapes.operation_result(result, call.vault_url)
 
 
+@documented("sign", "Sign a digest.", request="KeySignParameters", response="KeyOperationResult")
 def key_sign(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
     result = services.key_sign(
         **_on_version(call, name, version), digest=_required_bytes(call.body, "value")
@@ -276,6 +339,12 @@ def key_sign(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
     return 200, shapes.operation_result(result, call.vault_url)
 
 
+@documented(
+    "verify",
+    "Verify a signature over a digest.",
+    request="KeyVerifyParameters",
+    response="KeyVerifyResult",
+)
 def key_verify(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
     result = services.key_verify(
         **_on_version(call, name, version),
@@ -285,6 +354,7 @@ def key_verify(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
     return 200, {"value": result.valid}
 
 
+@documented("wrapKey", "Wrap a key.", request="KeyWrapParameters", response="KeyOperationResult")
 def key_wrap(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
     result = services.key_wrap(
         **_on_version(call, name, version), key=_required_bytes(call.body, "value")
@@ -292,6 +362,9 @@ def key_wrap(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
     return 200, shapes.operation_result(result, call.vault_url)
 
 
+@documented(
+    "unwrapKey", "Unwrap a key.", request="KeyWrapParameters", response="KeyOperationResult"
+)
 def key_unwrap(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
     result = services.key_unwrap(
         **_on_version(call, name, version), encrypted_key=_required_bytes(call.body, "value")
@@ -299,6 +372,12 @@ def key_unwrap(call: Call, name: str, version: str = "") -> tuple[int, Payload]:
     return 200, shapes.operation_result(result, call.vault_url)
 
 
+@documented(
+    "GetRandomBytes",
+    "Random bytes from the operating system.",
+    request="GetRandomBytesRequest",
+    response="RandomBytes",
+)
 def random_bytes(call: Call) -> tuple[int, Payload]:
     value = services.random_bytes(
         actor=call.actor, vault_name=call.vault_name, count=call.body.get("count")
@@ -309,6 +388,7 @@ def random_bytes(call: Call) -> tuple[int, Payload]:
 # --- rotation policies -----------------------------------------------------------------------
 
 
+@documented("GetKeyRotationPolicy", "A key's rotation policy.", response="KeyRotationPolicy")
 def rotation_policy_get(call: Call, name: str) -> tuple[int, Payload]:
     policy = services.key_rotation_policy_get(
         actor=call.actor, vault_name=call.vault_name, name=name
@@ -316,6 +396,12 @@ def rotation_policy_get(call: Call, name: str) -> tuple[int, Payload]:
     return 200, shapes.rotation_policy(policy, call.vault_url)
 
 
+@documented(
+    "UpdateKeyRotationPolicy",
+    "Set a key's rotation policy.",
+    request="KeyRotationPolicy",
+    response="KeyRotationPolicy",
+)
 def rotation_policy_set(call: Call, name: str) -> tuple[int, Payload]:
     attributes = _field(call.body, "attributes", dict) or {}
     policy = services.key_rotation_policy_set(

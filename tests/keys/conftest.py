@@ -1,11 +1,13 @@
 """Fixtures for the vault endpoint tests: the live deployment seen through the Azure SDK."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from azure.keyvault.keys import KeyClient, KeyVaultKey
 from azure.keyvault.keys.crypto import CryptographyClient
 
+from accounts.models import User
+from tests.keys.hostile import Target, connection_kept, make_target
 from tests.sdk import RegisteredApp, Sdk
 from vaults.models import Vault
 
@@ -39,3 +41,11 @@ def mixed(sdk: Sdk, officer: RegisteredApp) -> Callable[[KeyVaultKey], Cryptogra
     """A CryptographyClient in its usual mode: public-key operations run locally."""
     credential = sdk.credential(officer)
     return lambda key: sdk.crypto(key, credential)
+
+
+@pytest.fixture
+def hostile(system: User) -> Iterator[Target]:
+    """A vault with a key of each type and a deleted one, and a Crypto Officer's token, for
+    requests served in the test's own process and transaction."""
+    with connection_kept():
+        yield make_target(system)
