@@ -185,7 +185,8 @@ def authorize(actor: User, action: Action, obj: Securable | Application) -> None
         return
     if actor.is_active and not is_deployment_principal(actor) and not _active(actor):
         raise Unauthorized(
-            f"The principal '{actor.username}' has been disabled; its credentials are refused."
+            f"The principal '{actor.username}' has been disabled or deleted; its credentials "
+            "are refused."
         )
     if action.plane is Plane.DIRECTORY:
         raise _directory_denied(actor, action)
@@ -422,10 +423,10 @@ def _grants_sql(models: tuple[type[Model], ...]) -> str:
         )
     # The principal's own row says whether it is still enabled, in the same query: the vault
     # endpoint trusts a token it verified once, and must still refuse a principal disabled
-    # since (an application disabled in the directory).
+    # since (an application disabled in the directory), or deleted since (no row at all).
     parts.append(
-        f"SELECT {_INACTIVE}, '' FROM {quote(User._meta.db_table)} u "  # noqa: S608
-        "WHERE u.id = %(actor)s AND NOT u.is_active"
+        f"SELECT {_INACTIVE}, '' WHERE NOT EXISTS (SELECT 1 FROM {quote(User._meta.db_table)} u "  # noqa: S608
+        "WHERE u.id = %(actor)s AND u.is_active)"
     )
     return " UNION ALL ".join(parts)
 

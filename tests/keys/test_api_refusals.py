@@ -121,6 +121,14 @@ def remote_client(sdk: Sdk, key: KeyVaultKey, credential: Any) -> CryptographyCl
     return client
 
 
+def assert_refused_with_the_challenge(error: HttpResponseError) -> None:
+    assert error.response is not None
+    assert error.response.headers["WWW-Authenticate"] == (
+        f'Bearer authorization="{tokens.authority()}", resource="{tokens.vault_resource()}"'
+    )
+    assert error_code(error) == "Unauthorized"
+
+
 # --- who is calling ---------------------------------------------------------------------------
 
 
@@ -135,6 +143,7 @@ def test_bad_tokens_are_refused_with_the_challenge(
     public_pem = signing_key.private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    foreign_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     bad = {
         "no token": "",
         "not a JWT": "garbage",
@@ -150,13 +159,29 @@ def test_bad_tokens_are_refused_with_the_challenge(
             claims_for(officer),
             lambda signed: hmac.new(public_pem, signed, hashlib.sha256).digest(),
         ),
+        "PS256 with the signing key": jwt.encode(
+            claims_for(officer), signing_key.private_key, "PS256", {"kid": signing_key.kid}
+        ),
+        "unknown kid": jwt.encode(
+            claims_for(officer), signing_key.private_key, "RS256", {"kid": "0" * 32}
+        ),
+        "signed by a key not in the keyring": jwt.encode(
+            claims_for(officer), foreign_key, "RS256", {"kid": signing_key.kid}
+        ),
+        "no expiry": jwt.encode(
+            {name: value for name, value in claims_for(officer).items() if name != "exp"},
+            signing_key.private_key,
+            "RS256",
+            {"kid": signing_key.kid},
+        ),
     }
     for reason, token in bad.items():
         client = sdk.keys(vault.name, FixedToken(token))
         with pytest.raises(ClientAuthenticationError) as refused:
             client.get_key("target")
         assert refused.value.status_code == 401, reason
-        assert last_entry().result == "Unauthorized", reason
+        assert_refused_with_the_challenge(refused.value)
+        assert (last_entry().operation, last_entry().result) == ("KeyGet", "Unauthorized"), reason
     assert sdk.keys(vault.name, FixedToken(good)).get_key("target").id == key.id
 
 
@@ -191,10 +216,26 @@ def test_a_disabled_application_is_refused_at_once(
     with pytest.raises(ClientAuthenticationError) as refused:
         client.get_key("target")
     assert "has been disabled" in refused.value.message
+    assert_refused_with_the_challenge(refused.value)
     assert (last_entry().operation, last_entry().result) == ("KeyGet", "Unauthorized")
     with pytest.raises(ClientAuthenticationError) as no_token:
         sdk.keys(vault.name, sdk.credential(officer)).get_key("target")
     assert "AADSTS7000112" in no_token.value.message
+    assert state() == before
+
+
+def test_a_deleted_applications_token_is_refused(
+    sdk: Sdk, vault: Vault, officer: RegisteredApp, key: KeyVaultKey
+) -> None:
+    client = sdk.keys(vault.name, sdk.credential(officer))
+    assert client.get_key("target").id == key.id
+    vault_services.application_delete(actor=sdk.system, client_id=officer.client_id)
+    before = state()
+    # The token is still cached as verified, and still unexpired: its principal is gone.
+    with pytest.raises(ClientAuthenticationError) as refused:
+        client.get_key("target")
+    assert_refused_with_the_challenge(refused.value)
+    assert (last_entry().operation, last_entry().result) == ("KeyGet", "Unauthorized")
     assert state() == before
 
 
