@@ -89,11 +89,9 @@ class Counters:
                 counted = []
                 for budget in budgets:
                     key = budget.key
-                    slot = self._slot(key, window)
+                    slot, count = self._slot(key, window)
                     if slot is None:
                         continue
-                    found, in_window, count = SLOT.unpack_from(table, slot)
-                    count = count if found == key and in_window == window else 0
                     if count >= budget.limit:
                         return budget
                     counted.append((slot, key, count + 1))
@@ -107,17 +105,18 @@ class Counters:
         self.table.close()
         os.close(self.descriptor)
 
-    def _slot(self, key: int, window: int) -> int | None:
-        """The offset of `key`'s slot, or of a free one it may take."""
+    def _slot(self, key: int, window: int) -> tuple[int | None, int]:
+        """The offset of `key`'s slot (or of a free one it may take) and what it has counted
+        in `window`."""
         free = None
         for probe in range(PROBES):
             offset = ((key + probe) % SLOTS) * SLOT.size
-            found, in_window, _ = SLOT.unpack_from(self.table, offset)
+            found, in_window, count = SLOT.unpack_from(self.table, offset)
             if found == key:
-                return offset
+                return offset, count if in_window == window else 0
             if free is None and (found == 0 or in_window != window):
                 free = offset
-        return free
+        return free, 0
 
 
 # (process id, the setting's value, its table): checked by identity on every request.
