@@ -1,6 +1,6 @@
 # kvconsole: `make run` serves a development deployment, `make test` runs every check.
 .DEFAULT_GOAL := help
-.PHONY: help run serve test lint bench clean
+.PHONY: help run serve test lint bench fuzz clean
 
 # The machine's default python3 may be older; pick 3.13 (or 3.12) explicitly.
 PYTHON ?= $(shell command -v python3.13 2>/dev/null || command -v python3.12 2>/dev/null)
@@ -16,6 +16,7 @@ help:
 	@echo "make serve  the production server (granian, KVCONSOLE_WORKERS workers; settings from the environment)"
 	@echo "make test   install test dependencies and run ruff, mypy, the migration check and pytest"
 	@echo "make bench  run the benchmarks in tests/benchmarks and print their ratios"
+	@echo "make fuzz   fuzz the vault endpoint longer than make test does (FUZZ_EXAMPLES per operation)"
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then \
@@ -64,6 +65,12 @@ bench: $(VENV)/.installed
 	mkdir -p var
 	KVCONSOLE_TEST_SQLITE_PATH=$(CURDIR)/var/bench.sqlite3 \
 		$(PY) -m pytest tests/benchmarks -o addopts="-p no:cacheprovider" -q -s
+
+# make test fuzzes the vault endpoint briefly; this is the long run (FUZZ_EXAMPLES=2000 for longer).
+FUZZ_EXAMPLES ?= 500
+fuzz: $(VENV)/.installed
+	KVCONSOLE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest tests/keys/test_api_fuzz.py \
+		tests/keys/test_api_hostile.py -p no:logging -q
 
 clean:
 	rm -rf $(VENV)

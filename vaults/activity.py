@@ -92,7 +92,13 @@ def request_context(
     """Within this block, operations are recorded with this face, client IP, correlation id
     and, for the vault endpoint, the api-version and request id."""
     token = _request_context.set(
-        RequestContext(face, client_ip, correlation_id[:64], api_version[:16], request_id[:36])
+        RequestContext(
+            face,
+            client_ip,
+            _storable(correlation_id[:64]),
+            _storable(api_version[:16]),
+            request_id[:36],
+        )
     )
     written = _written.set([0])
     try:
@@ -185,6 +191,12 @@ def operation[F: Callable[..., Any]](name: Operation) -> Callable[[F], F]:
     return decorate
 
 
+def _storable(text: str) -> str:
+    """`text` with U+FFFD for each NUL: PostgreSQL's text holds none, and a refusal of a name
+    or header sent with one must still be recorded."""
+    return text.replace("\x00", "\ufffd")
+
+
 def _append(pending: _Pending, result: str, status_code: int, message: str) -> None:
     context = _request_context.get()
     actor = pending.actor
@@ -200,10 +212,10 @@ def _append(pending: _Pending, result: str, status_code: int, message: str) -> N
             "operation": pending.operation,
             "resource_group": _within(pending.resource_group, "resource_group"),
             "vault_name": _within(pending.vault_name, "vault_name"),
-            "target": pending.target[:400],
+            "target": _storable(pending.target[:400]),
             "result": result,
             "status_code": status_code,
-            "message": message[:500],
+            "message": _storable(message[:500]),
             "duration_ms": round((time.perf_counter() - pending.started) * 1000, 3),
             "face": context.face,
             "client_ip": _CLIENT_IP_FIELD.get_prep_value(context.client_ip),

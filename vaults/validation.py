@@ -48,6 +48,9 @@ def clean_tags(tags: Any) -> dict[str, str]:
     for name, value in tags.items():
         if not isinstance(name, str) or not isinstance(value, str):
             raise BadParameter("Tag names and values must be strings.")
+        # PostgreSQL's JSON holds no NUL.
+        if "\x00" in name or "\x00" in value:
+            raise BadParameter("Tag names and values must not contain NUL characters.")
         if not 1 <= len(name) <= MAX_TAG_LENGTH or len(value) > MAX_TAG_LENGTH:
             raise BadParameter(
                 f"Tag names must be 1-{MAX_TAG_LENGTH} characters and values at most "

@@ -186,7 +186,8 @@ def _record_unless_recorded(
 def _route(request: HttpRequest) -> tuple[Operation, View | None, dict[str, str]]:
     """The first route whose path matches and that offers the method: `/keys/restore` is
     POST's restore, and a key named "restore" for every other method."""
-    path = request.path_info.removeprefix("/")
+    # A NUL is in no name, and PostgreSQL's text holds none: U+FFFD is in no name either.
+    path = request.path_info.removeprefix("/").replace("\x00", "\ufffd")
     method = request.method or ""
     unsupported: dict[str, str] | None = None
     for handlers in ROUTES:

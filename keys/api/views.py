@@ -449,7 +449,9 @@ def _page(call: Call, path: str) -> Page:
         after = json.loads(crypto.b64url_decode(token))
     except (BadParameter, ValueError):
         raise refused from None
-    if not isinstance(after, list) or not all(isinstance(part, str) for part in after):
+    if not isinstance(after, list) or not all(
+        isinstance(part, str) and "\x00" not in part for part in after
+    ):
         raise refused
     if path.endswith("/versions"):
         if len(after) != 2:

@@ -38,16 +38,18 @@ def send(
     *,
     content_type: str = "application/json",
     environ: dict[str, str] | None = None,
-    **headers: str,
+    headers: dict[str, str] | None = None,
 ) -> Answer:
+    # Any: the WSGI environment's keys are keyword arguments of the client's.
+    extra: Any = environ or {}
     with watched() as answers:
         response = client.generic(
             method,
             path,
             data=body,
             content_type=content_type,
-            headers={"host": HOST, "authorization": f"Bearer {target.token}", **headers},
-            **(environ or {}),
+            headers={"host": HOST, "authorization": f"Bearer {target.token}", **(headers or {})},
+            **extra,
         )
         answers.append(Answer.of(method, response.status_code, response.headers, response.content))
     return answers[0]
@@ -143,7 +145,7 @@ def test_injected_and_oversized_headers_are_not_echoed(
     hostile: Target, headers: dict[str, str]
 ) -> None:
     path, body = sign_request()
-    answer = send(hostile, "POST", path, body, **headers)
+    answer = send(hostile, "POST", path, body, headers=headers)
     assert answer.status in (200, 400, 413)
     assert not {"set-cookie", "x-injected"} & set(answer.headers)
     assert all("\r" not in value and "\n" not in value for value in answer.headers.values())
@@ -176,7 +178,11 @@ def test_malformed_authorization_is_refused_with_the_challenge(
 ) -> None:
     path, body = sign_request()
     answer = send(
-        hostile, "POST", path, body, authorization=authorization.replace("{token}", hostile.token)
+        hostile,
+        "POST",
+        path,
+        body,
+        headers={"authorization": authorization.replace("{token}", hostile.token)},
     )
     assert answer.status == 401
 
@@ -333,3 +339,24 @@ def test_unknown_algorithms_and_bad_base64url_are_refused(
 )
 def test_missing_unknown_and_strange_query_strings(hostile: Target, query: str) -> None:
     assert send(hostile, "GET", f"/keys?{query}").status == 400
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("POST", "/keys/new-key/create?api-version=7.5", {"kty": "EC", "tags": {"a": "\x00"}}),
+        ("PATCH", "/keys/ec-key/?api-version=7.5", {"tags": {"\x00": "b"}}),
+        (
+            "GET",
+            "/keys?api-version=7.5&$skiptoken="
+            + base64.urlsafe_b64encode(json.dumps(["\x00"]).encode()).decode().rstrip("="),
+            None,
+        ),
+    ],
+)
+def test_nul_characters_are_refused_on_every_database(
+    hostile: Target, method: str, path: str, body: dict[str, Any] | None
+) -> None:
+    # PostgreSQL's text and JSON hold no NUL: stored, they would fail the request with a 500.
+    content = json.dumps(body).encode() if body is not None else b""
+    assert send(hostile, method, path, content).status == 400

@@ -122,8 +122,8 @@ def remote_client(sdk: Sdk, key: KeyVaultKey, credential: Any) -> CryptographyCl
 
 
 def assert_refused_with_the_challenge(error: HttpResponseError) -> None:
-    assert error.response is not None
-    assert error.response.headers["WWW-Authenticate"] == (
+    response: Any = error.response
+    assert response.headers["WWW-Authenticate"] == (
         f'Bearer authorization="{tokens.authority()}", resource="{tokens.vault_resource()}"'
     )
     assert error_code(error) == "Unauthorized"
