@@ -192,3 +192,23 @@ def test_the_vault_endpoint_sends_hsts_as_configured(
     assert_no_banner(response)
     settings.SECURE_HSTS_SECONDS = 0
     assert "Strict-Transport-Security" not in client.get("/keys", HTTP_HOST=host)
+
+
+def test_an_oversized_vault_request_gets_azure_error_body_unread(
+    vault: Vault, token: str, settings: Any
+) -> None:
+    settings.KVCONSOLE_MAX_REQUEST_BYTES = 64
+    response = Client().post(
+        "/keys/k/create?api-version=7.5",
+        data=b'{"kty": "EC", "tags": {"padding": "' + b"x" * 100 + b'"}}',
+        content_type="application/json",
+        HTTP_HOST=f"{vault.name}.vault.localhost:8443",
+        HTTP_AUTHORIZATION=f"Bearer {token}",
+    )
+    assert response.status_code == 413
+    body = response.json()
+    assert set(body) == {"error"} and body["error"]["code"] == "RequestBodyTooLarge"
+    assert "at most 64 are accepted" in body["error"]["message"]
+    entry = ActivityEntry.objects.order_by("-seq").first()
+    assert entry is not None
+    assert (entry.operation, entry.status_code, entry.face) == (Operation.KEY_CREATE, 413, Face.API)
