@@ -54,15 +54,18 @@ def emit(
         key_name=key_name,
         once=once,
     )
-    try:
-        # A savepoint: another process recording the same once-only event must not take the
-        # caller's change down with it.
-        with transaction.atomic():
-            event.save()
-    except IntegrityError:
-        if once is not None and Event.objects.filter(once=once).exists():
-            return None
-        raise
+    if once is None:
+        event.save()
+    else:
+        try:
+            # A savepoint: another process recording the same once-only event must not take
+            # the caller's change down with it.
+            with transaction.atomic():
+                event.save()
+        except IntegrityError:
+            if Event.objects.filter(once=once).exists():
+                return None
+            raise
     Notification.objects.bulk_create(
         Notification(
             event=event,
