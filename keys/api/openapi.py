@@ -74,7 +74,7 @@ def _error(description: str, **extra: Any) -> dict[str, Any]:
     return {"description": description, "content": _json("KeyVaultError"), **extra}
 
 
-def _operation(route: Route, method: str, operation: str, view: View) -> dict[str, Any]:
+def _operation(route: Route, operation: str, view: View) -> dict[str, Any]:
     documentation = DOCUMENTATION[view]
     operation_id = documentation.operation_id
     # GET and PATCH /keys/{key-name}: the version views, for the current version.
@@ -118,7 +118,7 @@ def document() -> dict[str, Any]:
     for route in ROUTES:
         for method, (operation, view) in route.methods.items():
             paths.setdefault(route.path, {})[method.lower()] = _operation(
-                route, method, operation.value, view
+                route, operation.value, view
             )
     return {
         "openapi": "3.1.0",

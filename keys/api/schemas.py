@@ -136,8 +136,11 @@ SCHEMAS: dict[str, Schema] = {
             "kty": {"type": "string", "enum": KEY_TYPES},
             "key_ops": _KEY_OPS,
             "crv": {"type": "string", "enum": CURVES},
-            **{part: BASE64URL for part in ("n", "e", "d", "dp", "dq", "qi", "p", "q")},
-            **{part: BASE64URL for part in ("k", "x", "y")},
+            # The private parts are read by ImportKey, never answered.
+            **{
+                part: BASE64URL
+                for part in ("n", "e", "d", "dp", "dq", "qi", "p", "q", "k", "x", "y")
+            },
         },
         required=("kty",),
     ),
