@@ -538,7 +538,8 @@ def test_a_page_costs_the_same_queries_for_10_or_1000_entries(
     ]
     counts = {}
     for url in urls:
-        with django_assert_max_num_queries(12) as few:
+        # "Any failure" reads one run per kind of failure (seven of them).
+        with django_assert_max_num_queries(13) as few:
             assert len(client.get(url).context["entries"]) >= 10
         counts[url] = len(few.captured_queries)
     kinds = [Result.NOT_FOUND, Result.FORBIDDEN, Result.CONFLICT]

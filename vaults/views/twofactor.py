@@ -30,9 +30,8 @@ from django_otp import verify_token
 from django_otp.plugins.otp_totp.models import TOTPDevice, default_key
 from qrcode.image.svg import SvgPathImage
 
-from accounts.models import User
 from kvconsole.console import done, page, posted
-from kvconsole.errors import BadParameter, Forbidden
+from kvconsole.errors import BadParameter
 from kvconsole.http import AuthedRequest
 
 from .. import services, signals, twofactor
@@ -146,8 +145,6 @@ def two_factor_qr(request: AuthedRequest) -> HttpResponse:
     key = request.session.get(twofactor.ENROLLING)
     if not key:
         raise Http404("No authenticator is being enrolled.")
-    if request.user.kind != User.Kind.USER:
-        raise Forbidden("Only people enrol an authenticator.")
     device = TOTPDevice(user=request.user, key=key, name=AUTHENTICATOR_NAME)
     image = qrcode.make(device.config_url, image_factory=SvgPathImage, border=2)
     svg = io.BytesIO()
