@@ -3,6 +3,7 @@ from typing import Any
 from django.contrib import admin
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest
+from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from accounts import roles
 from kvconsole.admin import CappedCountPaginator, InspectionAdmin
@@ -11,6 +12,10 @@ from kvconsole.admin import CappedCountPaginator, InspectionAdmin
 # is what registers them, once.
 from . import alerts_admin, directory_admin  # noqa: F401
 from .models import ActivityEntry, ResourceGroup, Result, RoleAssignment, Vault
+
+# Authenticators change only through the two-factor services (enrolled by their owner, reset
+# by a deployment principal, each recorded); django-otp's own page would also show secrets.
+admin.site.unregister(TOTPDevice)
 
 
 @admin.register(ResourceGroup)

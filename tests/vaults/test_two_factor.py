@@ -263,6 +263,13 @@ def test_a_superuser_session_without_the_code_is_sent_to_sign_in_again(client: C
     assert signed_in(client) is None
 
 
+def test_the_admin_shows_no_authenticator_or_its_secret(client: Client) -> None:
+    admin = SuperuserFactory.create()
+    client.force_login(admin)
+    assert client.get("/admin/otp_totp/totpdevice/").status_code == 404
+    assert "otp_totp" not in client.get("/admin/").content.decode()
+
+
 def test_the_admin_login_leads_to_the_same_sign_in(client: Client) -> None:
     response = client.get("/admin/", follow=True)
     assert response.redirect_chain[-1][0] == "/signin/?next=%2Fadmin%2F"
