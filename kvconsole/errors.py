@@ -99,3 +99,16 @@ class Throttled(ServiceError):
     def __init__(self, message: str, *, retry_after: int):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ServiceUnavailable(ServiceError):
+    """The database cannot be reached or refused the work for now (restarting, failing over,
+    busy); `retry_after` seconds is a fair wait before trying again."""
+
+    status = 503
+    code = "ServiceUnavailable"
+    exit_code = 1
+
+    def __init__(self, message: str, *, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after

@@ -14,7 +14,11 @@ from vaults.selectors import vault_name_for_host
 
 def vault_hosts(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[..., HttpResponse]:
     def middleware(request: HttpRequest) -> HttpResponse:
-        vault_name = vault_name_for_host(request.META.get("HTTP_HOST", ""))
+        try:
+            vault_name = vault_name_for_host(request.META.get("HTTP_HOST", ""))
+        except api.DATABASE_UNAVAILABLE:
+            # Host aliases are read from the database now and then.
+            return api.unavailable_response()
         if vault_name is None:
             return get_response(request)
         return api.serve(request, vault_name)

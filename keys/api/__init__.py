@@ -17,11 +17,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 
 from accounts import tokens
 from accounts.models import User
-from kvconsole.errors import BadParameter, NotFound, ServiceError, Throttled, Unauthorized
+from kvconsole.errors import (
+    BadParameter,
+    NotFound,
+    ServiceError,
+    ServiceUnavailable,
+    Throttled,
+    Unauthorized,
+)
 from kvconsole.middleware import client_ip
 from vaults import activity, readcache
 from vaults import services as vault_services
@@ -117,10 +125,32 @@ def serve(request: HttpRequest, vault_name: str) -> HttpResponse:
         response["WWW-Authenticate"] = (
             f'Bearer authorization="{tokens.authority()}", resource="{tokens.vault_resource()}"'
         )
-    elif isinstance(refusal, Throttled):
-        # Azure sends none, but the SDKs retry a throttled POST only when told how long to
-        # wait (reference §10).
+    elif isinstance(refusal, (Throttled, ServiceUnavailable)):
+        # Azure sends none when throttling, but the SDKs retry a throttled POST only when
+        # told how long to wait (reference §10).
         response["Retry-After"] = str(refusal.retry_after)
+    return response
+
+
+# Database errors that say it cannot do the work now, rather than that the work is wrong.
+DATABASE_UNAVAILABLE = (OperationalError, InterfaceError)
+
+
+def unavailable() -> ServiceUnavailable:
+    return ServiceUnavailable(
+        "The service is temporarily unavailable; retry the request later.", retry_after=5
+    )
+
+
+def unavailable_response() -> HttpResponse:
+    """503 in Azure's shape, for a request that failed before its vault was known."""
+    refusal = unavailable()
+    response = HttpResponse(
+        json.dumps(refusal.as_azure_error(), separators=(",", ":")),
+        status=refusal.status,
+        content_type="application/json; charset=utf-8",
+    )
+    response["Retry-After"] = str(refusal.retry_after)
     return response
 
 
@@ -161,6 +191,16 @@ def _answer(
     except ServiceError as error:
         _record_unless_recorded(actor, operation, error, vault_name, target)
         return error.status, error.as_azure_error(), error
+    except DATABASE_UNAVAILABLE:
+        # Restarting, failing over or too busy: the client retries after a while. Django
+        # drops the broken connection when the request ends; the next one connects anew.
+        logger.exception("Vault endpoint request failed: the database is unavailable")
+        refusal = unavailable()
+        try:
+            _record_unless_recorded(actor, operation, refusal, vault_name, target)
+        except DATABASE_UNAVAILABLE:
+            logger.warning("Unrecorded 503: %s %s", request.method, request.path)
+        return refusal.status, refusal.as_azure_error(), refusal
     except Exception:
         # Never the exception's text or locals in the answer: they may hold key material.
         logger.exception("Vault endpoint request failed: %s %s", request.method, request.path)
