@@ -32,7 +32,7 @@ run: export KVCONSOLE_VAULT_PORT = $(PORT)
 run: export KVCONSOLE_CONSOLE_HOST = localhost:$(PORT)
 run: $(VENV)/.installed
 	$(PY) manage.py migrate --noinput
-	$(PY) manage.py demo
+	KVCONSOLE_JSON_LOGS=0 $(PY) manage.py demo
 	KVCONSOLE_DEBUG=1 $(PY) -m granian --interface wsgi --host $(HOST) --port $(PORT) \
 		--ssl-certificate $(TLS)/server.pem --ssl-keyfile $(TLS)/server-key.pem \
 		--workers 1 --blocking-threads 4 --no-ws kvconsole.wsgi:application

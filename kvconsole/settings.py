@@ -64,6 +64,9 @@ MIDDLEWARE = [
     # proxy's X-Forwarded-* headers taken as the request's own (only when one is configured).
     "kvconsole.edge.server_header",
     "kvconsole.edge.forwarded_by_trusted_proxy",
+    # The probes (/healthz, /readyz) and /metrics on any host; every other request timed,
+    # counted and logged as one JSON line.
+    "kvconsole.observability.observe",
     # Then: a vault host's requests are the vault endpoint's, served without the rest.
     "kvconsole.hosts.vault_hosts",
     "django.middleware.security.SecurityMiddleware",
@@ -216,15 +219,43 @@ SECURE_CSP = {
     "object-src": ["'none'"],
 }
 
+# One JSON line per request and per committed activity entry on standard output, in Azure's
+# resource-log fields (kvconsole/jsonlog.py); KVCONSOLE_JSON_LOGS=0 leaves them out.
+KVCONSOLE_JSON_LOGS = os.environ.get("KVCONSOLE_JSON_LOGS", "1") == "1"
+_json_lines = {
+    "handlers": ["json_lines"],
+    "level": "INFO" if KVCONSOLE_JSON_LOGS else "WARNING",
+    "propagate": False,
+}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "formatters": {"json_lines": {"()": "kvconsole.jsonlog.JsonLines"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler"},
+        "json_lines": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json_lines",
+        },
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
-    # Refusals (401 challenges, 404s) are the vault endpoint's everyday answers, and each is
-    # in the activity log; only server errors are worth a log line here.
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "loggers": {
+        # Refusals (401 challenges, 404s) are the vault endpoint's everyday answers, and each
+        # is in the activity log; only server errors are worth a log line here.
+        "django.request": {"level": "ERROR"},
+        "kvconsole.requests": _json_lines,
+        "kvconsole.activity": _json_lines,
+    },
 }
+# Who may read /metrics (kvconsole/observability.py): callers from these networks (addresses
+# or CIDR networks, comma-separated), or bearing this token. Neither set: nobody.
+KVCONSOLE_METRICS_NETWORKS = [
+    network.strip()
+    for network in os.environ.get("KVCONSOLE_METRICS_NETWORKS", "").split(",")
+    if network.strip()
+]
+KVCONSOLE_METRICS_TOKEN = os.environ.get("KVCONSOLE_METRICS_TOKEN", "")
 
 # --- kvconsole -------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@
 Key files live in a per-session temporary directory, never in the developer's var/.
 """
 
+import io
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from keys import services as key_services
 from keys.crypto import Material
 from keys.models import KeyVersion
 from keys.protection import ProtectedMaterial, master_keyring, material_cache
+from kvconsole import jsonlog
 from tests import twofactor
 from tests.factories import (
     ApplicationFactory,
@@ -133,6 +135,16 @@ def no_key_material_in_responses(monkeypatch: pytest.MonkeyPatch) -> Iterator[Ma
     monkeypatch.setattr(BaseHandler, "get_response", scanned)
     yield watch
     assert not watch.leaks, watch.leaks
+
+
+@pytest.fixture(autouse=True)
+def no_key_material_in_log_lines(no_key_material_in_responses: MaterialWatch) -> Iterator[None]:
+    """The JSON log lines a test writes (kvconsole/jsonlog.py) are kept rather than printed,
+    and scanned as responses are."""
+    lines = io.StringIO()
+    with jsonlog.lines_to(lines):
+        yield
+    no_key_material_in_responses.scan(lines.getvalue().encode(), "the JSON log lines")
 
 
 @pytest.fixture

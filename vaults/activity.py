@@ -14,11 +14,14 @@ and no service body writes it by hand:
   their own (no ATOMIC_REQUESTS): a caller's rollback would take the failure entry with it.
 
 Faces say who is calling and from where with `request_context(...)`; services never see it.
+Once committed, each entry is also counted (kvconsole/metrics.py) and written to the log as
+one JSON line (kvconsole/jsonlog.py).
 """
 
 import functools
 import hashlib
 import json
+import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -28,10 +31,12 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, cast
 
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connection, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models import CharField, FloatField, IntegerField
 from django.utils import timezone
 
 from accounts.models import User
+from kvconsole import jsonlog, metrics
 from kvconsole.errors import ServiceError
 
 from . import readcache, security
@@ -202,31 +207,50 @@ def _append(pending: _Pending, result: str, status_code: int, message: str) -> N
     actor = pending.actor
     # Plain values, not an ActivityEntry: a model instance per call is a measurable share
     # of a key operation (tests/benchmarks/test_sign_throughput.py).
-    _insert_chained(
-        {
-            "time": timezone.now(),
-            "actor_oid": actor.oid,
-            "actor_name": actor.username,
-            "actor_display": actor.display_name,
-            "actor_kind": actor.kind,
-            "operation": pending.operation,
-            "resource_group": _within(pending.resource_group, "resource_group"),
-            "vault_name": _within(pending.vault_name, "vault_name"),
-            "target": _storable(pending.target[:400]),
-            "result": result,
-            "status_code": status_code,
-            "message": _storable(message[:500]),
-            "duration_ms": round((time.perf_counter() - pending.started) * 1000, 3),
-            "face": context.face,
-            "client_ip": _CLIENT_IP_FIELD.get_prep_value(context.client_ip),
-            "correlation_id": context.correlation_id,
-            "api_version": context.api_version,
-            "request_id": context.request_id,
-        }
-    )
+    values = {
+        "time": timezone.now(),
+        "actor_oid": actor.oid,
+        "actor_name": actor.username,
+        "actor_display": actor.display_name,
+        "actor_kind": actor.kind,
+        "operation": pending.operation,
+        "resource_group": _within(pending.resource_group, "resource_group"),
+        "vault_name": _within(pending.vault_name, "vault_name"),
+        "target": _storable(pending.target[:400]),
+        "result": result,
+        "status_code": status_code,
+        "message": _storable(message[:500]),
+        "duration_ms": round((time.perf_counter() - pending.started) * 1000, 3),
+        "face": context.face,
+        "client_ip": _CLIENT_IP_FIELD.get_prep_value(context.client_ip),
+        "correlation_id": context.correlation_id,
+        "api_version": context.api_version,
+        "request_id": context.request_id,
+    }
+    db = connections[DEFAULT_DB_ALIAS]
+    _insert_chained(values, db)
     written = _written.get()
     if written is not None:
         written[0] += 1
+    observed = jsonlog.OBSERVED.get()
+    if observed is not None:
+        observed.entry = values
+    # Counted and logged once committed: an entry that rolls back with its transaction
+    # never happened, and its failure entry follows. Outside a transaction it is committed
+    # already (on_commit would say so with ten more calls, on every key operation).
+    if db.in_atomic_block:
+        db.on_commit(functools.partial(_committed, values, observed), robust=True)
+    else:
+        _committed(values, observed)
+
+
+def _committed(values: dict[str, Any], observed: jsonlog.ObservedRequest | None) -> None:
+    metrics.activity_entries(values["operation"], values["result"]).inc()
+    if jsonlog.ACTIVITY.isEnabledFor(logging.INFO):
+        line = jsonlog.activity_line(values, observed)
+        if observed is not None and observed.entry is values:
+            observed.entry_line = line
+        jsonlog.write(jsonlog.ACTIVITY, line)
 
 
 def _within(name: str, column: str) -> str:
@@ -288,7 +312,7 @@ def entry_hash(entry: ActivityEntry) -> str:
     return chain_hash(entry.prev_hash, entry.seq, entry_payload(entry))
 
 
-def _insert_chained(values: dict[str, Any]) -> None:
+def _insert_chained(values: dict[str, Any], db: BaseDatabaseWrapper) -> None:
     """Append the entry of `values` (by field name) in one INSERT ... SELECT that reads the
     head and links to it.
 
@@ -297,7 +321,6 @@ def _insert_chained(values: dict[str, Any]) -> None:
     appends side by side; two that read the same head collide on the seq primary key and
     the loser retries. Inside a caller's transaction that retry needs a savepoint.
     """
-    db = connections[DEFAULT_DB_ALIAS]
     # Named parameters: Django's SQLite backend rewrites positional ones with a regular
     # expression over the whole statement, which costs more than the insert's Python.
     params = {

@@ -630,7 +630,12 @@ class Notification(models.Model):
                 fields=["next_attempt_at", "id"],
                 name="notification_due",
                 condition=models.Q(status="pending"),
-            )
+            ),
+            # The dead letters: counted on every metrics scrape and listed newest first,
+            # without reading the delivered rows that outnumber them.
+            models.Index(
+                fields=["id"], name="notification_dead", condition=models.Q(status="dead")
+            ),
         ]
 
     def __str__(self) -> str:

@@ -242,6 +242,9 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
         ],
         cwd=ROOT,
         env=environment,
+        # Its JSON log lines (two a request) are written, as a log collector would take
+        # them, but not shown.
+        stdout=subprocess.DEVNULL,
     )
     try:
         wait_for(port, server)
