@@ -145,7 +145,10 @@ host_aliases = _HostAliases()
 
 def vault_name_for_host(host: str) -> str | None:
     """The vault a Host header names, as `{vault}.{suffix}[:port]` or as one of a vault's
-    host aliases; None for any other host (the console's)."""
+    host aliases; None for any other host (the console's) or for none at all (an HTTP/1.0
+    request, or Django's test client, which names itself only in SERVER_NAME)."""
+    if not host:
+        return None
     host = host.lower()
     domain, _, port = host.rpartition(":") if not host.endswith("]") else (host, "", "")
     if not domain or not port.isdigit():

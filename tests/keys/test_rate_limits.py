@@ -8,6 +8,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -28,10 +29,14 @@ THROTTLED = "Request was not processed because too many requests were received. 
 
 
 @pytest.fixture
-def limits(settings: Any) -> Any:
+def limits(settings: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     settings.KVCONSOLE_RATE_LIMIT_VAULT = 3
     settings.KVCONSOLE_RATE_LIMIT_VAULT_CREATE = 1
     settings.KVCONSOLE_RATE_LIMIT_PRINCIPAL = 1000
+    # The middle of a window, held there: on a slow machine a test's requests could
+    # otherwise straddle the end of a window and find their budget back.
+    middle = 1_000_000_000 + settings.KVCONSOLE_RATE_LIMIT_WINDOW_SECONDS / 2
+    monkeypatch.setattr(ratelimit, "time", SimpleNamespace(time=lambda: middle))
     return settings
 
 

@@ -11,7 +11,7 @@ from accounts.models import User
 from kvconsole.errors import BadParameter, Conflict, Forbidden
 from tests.cli import kv, kv_fails
 from tests.factories import UserFactory, VaultFactory
-from vaults import services
+from vaults import selectors, services
 from vaults.models import ActivityEntry, Vault
 from vaults.selectors import vault_name_for_host
 
@@ -137,3 +137,11 @@ def test_the_console_host_stays_the_consoles(
     settings.KVCONSOLE_CONSOLE_HOST = "console.example:443"
     assert vault_name_for_host("console.example") is None
     assert vault_name_for_host("console.example:443") is None
+
+
+def test_a_request_without_a_host_is_the_consoles_without_a_lookup(
+    django_assert_num_queries: Any,
+) -> None:
+    selectors.host_aliases.forget()
+    with django_assert_num_queries(0):
+        assert vault_name_for_host("") is None
