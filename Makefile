@@ -14,7 +14,7 @@ TLS := $(or $(KVCONSOLE_VAR_DIR),var)/tls
 help:
 	@echo "make run    create the virtualenv, migrate, load demo data and serve on https://localhost:$(PORT)/"
 	@echo "make serve  the production server (granian, KVCONSOLE_WORKERS workers; settings from the environment)"
-	@echo "make test   install test dependencies and run ruff, mypy, the migration check and pytest"
+	@echo "make test   install test dependencies and run ruff, mypy, the migration check and pytest on SQLite and PostgreSQL"
 	@echo "make bench  run the benchmarks in tests/benchmarks and print their ratios"
 	@echo "make fuzz   fuzz the vault endpoint longer than make test does (FUZZ_EXAMPLES per operation)"
 
@@ -56,8 +56,11 @@ $(JS_SDK): tests/js/package.json tests/js/package-lock.json
 	npm ci --prefix tests/js --no-audit --no-fund --loglevel=error
 	@touch $@
 
+# The whole suite twice: on SQLite, then on a throwaway PostgreSQL cluster that
+# tests/postgres.py starts (Debian: apt-get install postgresql) and removes afterwards.
 test: lint $(JS_SDK)
-	$(PY) -m pytest
+	env -u DATABASE_URL $(PY) -m pytest
+	$(PY) -m tests.postgres $(PY) -m pytest
 
 # Benchmarks use a database file (WAL mode), as a deployment does, not an in-memory one.
 bench: $(VENV)/.installed

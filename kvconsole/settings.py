@@ -6,6 +6,10 @@ import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 from kvconsole import production
 
@@ -115,7 +119,7 @@ TEMPLATES = [
 
 WSGI_APPLICATION = "kvconsole.wsgi.application"
 
-DATABASES = {
+DATABASES: dict[str, Any] = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("KVCONSOLE_SQLITE_PATH", VAR_DIR / "kvconsole.sqlite3"),
@@ -139,6 +143,22 @@ DATABASES = {
         "CONN_MAX_AGE": None,
     }
 }
+# DATABASE_URL selects PostgreSQL instead (psycopg 3): postgres://user:password@host:port/name,
+# or for a unix socket its directory as the host, percent-encoded:
+# postgres://user@%2Frun%2Fpostgresql/name.
+if _database_url := os.environ.get("DATABASE_URL", ""):
+    DATABASES["default"] = dj_database_url.parse(
+        _database_url,
+        # Each server thread keeps its connection (opening one costs more than a key
+        # operation) and checks it before a request reuses it, so a restarted database
+        # fails no request that could have had a fresh connection.
+        conn_max_age=int(os.environ.get("KVCONSOLE_DATABASE_CONN_MAX_AGE", "600")),
+        conn_health_checks=True,
+    )
+    if DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured(
+            "DATABASE_URL must be a postgres:// URL; leave it unset to use SQLite."
+        )
 
 AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
@@ -173,6 +193,7 @@ AXES_RESET_ON_SUCCESS = True
 # guessing at a name cannot keep its owner out indefinitely.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
 AXES_CLIENT_IP_CALLABLE = "kvconsole.middleware.client_ip"
+AXES_USERNAME_CALLABLE = "vaults.signals.axes_username"
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_HTTP_RESPONSE_CODE = 429
 # Sign-ins are recorded in the activity log; a second log of them would only drift from it.

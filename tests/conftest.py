@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.core.handlers.base import BaseHandler
+from django.db import connection
 from django.http import HttpRequest, HttpResponseBase
 from django.test import Client
 from django_otp import DEVICE_ID_SESSION_KEY
@@ -34,6 +35,7 @@ from tests.factories import (
 )
 from tests.live import SUFFIX, LiveDeployment, live_deployment, vault_hosts_resolve_locally
 from tests.material import MaterialWatch
+from tests.processes import drop_deployment_databases
 from tests.sdk import Sdk
 from vaults import services as vault_services
 from vaults.models import ActivityEntry, Face, Vault
@@ -56,6 +58,27 @@ def key_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield directory
     for name, value in zip(names, original, strict=True):
         setattr(settings, name, value)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _deployment_databases() -> Iterator[None]:
+    # Real-process deployments on PostgreSQL each made a database beside the suite's.
+    yield
+    drop_deployment_databases()
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """pytest-django's test database. On PostgreSQL, which drops no database in use, the
+    sessions still open on it are ended first: a live server's thread keeps its connection
+    for as long as a client keeps its kept-alive HTTP connection."""
+    yield
+    if connection.vendor == "postgresql":
+        with django_db_blocker.unblock(), connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,11 +1,28 @@
-"""Real kvconsole processes for tests: a deployment on disk and `kv` commands against it."""
+"""Real kvconsole processes for tests: a deployment on disk and `kv` commands against it.
+
+A deployment uses the suite's database engine: a SQLite file in its directory, or, when the
+suite runs on PostgreSQL (`DATABASE_URL`, see tests/postgres.py), a database of its own
+created beside the suite's on the same server. The helpers below read and inspect a
+deployment's database the same way on either.
+"""
 
 import os
+import re
+import sqlite3
 import subprocess
 import sys
+import uuid
+from collections.abc import Sequence
+from contextlib import closing
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import psycopg
 
 ROOT = Path(__file__).resolve().parents[1]
+# The databases this process's deployments made, dropped when the test session ends.
+_created: list[str] = []
 
 
 def make_deployment(directory: Path) -> dict[str, str]:
@@ -18,8 +35,95 @@ def make_deployment(directory: Path) -> dict[str, str]:
     }
     env.pop("KVCONSOLE_MASTER_KEY_FILE", None)
     env.pop("KVCONSOLE_BACKUP_KEY_FILE", None)
+    if server := os.environ.get("DATABASE_URL"):
+        env["DATABASE_URL"] = _create_database(server)
     subprocess.run(manage_py("migrate", "-v0"), cwd=ROOT, env=env, check=True)
     return env
+
+
+def _create_database(server_url: str) -> str:
+    """A new empty database on the server of `server_url`, and its URL."""
+    name = f"kvconsole_deployment_{uuid.uuid4().hex[:16]}"
+    # Through the server's maintenance database, as Django creates its test database.
+    with psycopg.connect(server_url, dbname="postgres", autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    _created.append(name)
+    return urlsplit(server_url)._replace(path=f"/{name}").geturl()
+
+
+def drop_deployment_databases() -> None:
+    """Drop the databases this process's deployments made on the suite's PostgreSQL server
+    (processes still connected to one are disconnected)."""
+    if not _created:
+        return
+    with psycopg.connect(os.environ["DATABASE_URL"], dbname="postgres", autocommit=True) as admin:
+        while _created:
+            admin.execute(f'DROP DATABASE IF EXISTS "{_created.pop()}" WITH (FORCE)')
+
+
+def on_postgresql(deployment: dict[str, str]) -> bool:
+    return bool(deployment.get("DATABASE_URL"))
+
+
+def query(
+    deployment: dict[str, str], sql: str, params: Sequence[Any] = ()
+) -> list[tuple[Any, ...]]:
+    """The rows of `sql` (placeholders written `%s`) in the deployment's database, read with
+    a connection of the test's own, not Django's."""
+    if on_postgresql(deployment):
+        with psycopg.connect(deployment["DATABASE_URL"]) as connection:
+            return connection.execute(sql, params).fetchall()
+    with closing(_sqlite(deployment)) as connection:
+        return connection.execute(sql.replace("%s", "?"), params).fetchall()
+
+
+def _sqlite(deployment: dict[str, str]) -> sqlite3.Connection:
+    connection = sqlite3.connect(deployment["KVCONSOLE_SQLITE_PATH"])
+    # The schema's checks use REGEXP, which Django gives its own connections.
+    connection.create_function("REGEXP", 2, lambda pattern, text: bool(re.search(pattern, text)))
+    return connection
+
+
+def integrity_problems(deployment: dict[str, str]) -> list[str]:
+    """What the database's own checker finds wrong with the deployment's storage: SQLite's
+    integrity check, or amcheck over every B-tree index on PostgreSQL (heap and index)."""
+    if not on_postgresql(deployment):
+        with closing(_sqlite(deployment)) as connection:
+            found = [row[0] for row in connection.execute("PRAGMA integrity_check")]
+        return [] if found == ["ok"] else found
+    problems = []
+    with psycopg.connect(deployment["DATABASE_URL"], autocommit=True) as connection:
+        connection.execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+        indexes = connection.execute(
+            "SELECT c.oid, c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_am am ON am.oid = c.relam "
+            "WHERE am.amname = 'btree' AND c.relnamespace = 'public'::regnamespace"
+        ).fetchall()
+        for oid, name in indexes:
+            try:
+                connection.execute("SELECT bt_index_check(%s, true)", [oid])
+            except psycopg.Error as error:
+                problems.append(f"{name}: {error}")
+    return problems
+
+
+def stored_bytes(deployment: dict[str, str]) -> bytes:
+    """Every byte the database keeps on disk for the deployment: the SQLite file and its WAL,
+    or the PostgreSQL database's files and the server's write-ahead log, after a checkpoint
+    has written out everything committed."""
+    if not on_postgresql(deployment):
+        directory = Path(deployment["KVCONSOLE_SQLITE_PATH"]).parent
+        return b"".join(path.read_bytes() for path in directory.glob("db.sqlite3*"))
+    with psycopg.connect(deployment["DATABASE_URL"], autocommit=True) as connection:
+        connection.execute("CHECKPOINT")
+        row = connection.execute(
+            "SELECT current_setting('data_directory'), oid FROM pg_database "
+            "WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    data = Path(row[0])
+    files = [*(data / "base" / str(row[1])).iterdir(), *(data / "pg_wal").iterdir()]
+    return b"".join(path.read_bytes() for path in files if path.is_file())
 
 
 def manage_py(*args: str) -> list[str]:

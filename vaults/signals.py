@@ -10,7 +10,9 @@ from datetime import timedelta
 from typing import Any
 
 from axes.helpers import get_cool_off
+from axes.models import AccessAttempt
 from axes.signals import user_locked_out
+from django.conf import settings
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.http import HttpRequest
 
@@ -25,6 +27,15 @@ def connect() -> None:
     user_login_failed.connect(_sign_in_failed, dispatch_uid="vaults.sign_in_failed")
     user_locked_out.connect(_locked_out, dispatch_uid="vaults.locked_out")
     user_logged_out.connect(_signed_out, dispatch_uid="vaults.signed_out")
+
+
+def axes_username(request: HttpRequest, credentials: dict[str, Any] | None) -> str | None:
+    """The user name django-axes files an attempt under (AXES_USERNAME_CALLABLE): the name as
+    typed, cut to what its tables hold. PostgreSQL refuses a longer one where SQLite keeps
+    it, and the sign-in would fail with a server error instead of being refused."""
+    field = getattr(settings, "AXES_USERNAME_FORM_FIELD", "username")
+    typed = (credentials or getattr(request, "data", request.POST)).get(field)
+    return typed[: AccessAttempt._meta.get_field("username").max_length] if typed else typed
 
 
 def _signed_in(sender: Any, request: HttpRequest | None, user: User, **kwargs: Any) -> None:

@@ -83,7 +83,7 @@ def lock_key(key: Key, *, deleted: bool = False) -> Key:
     """`key` read again and locked inside the caller's transaction, still live (or still
     soft-deleted): what was checked before the transaction may have changed since."""
     locked = (
-        Key.objects.select_for_update(of=("self",))
+        Key.objects.select_for_update(of=("self",), no_key=True)
         .select_related("vault__resource_group", "current_version")
         .filter(pk=key.pk, deleted_at__isnull=not deleted, vault__deleted_at=None)
         .first()
@@ -282,7 +282,7 @@ def loaded_material(version: KeyVersion) -> crypto.Material:
 
 def _lock_or_create_key(vault: Vault, name: str) -> Key:
     """The key row for `name`, locked for a new version, created if it does not exist yet."""
-    key = keys_named(vault.name, name).select_for_update(of=("self",)).first()
+    key = keys_named(vault.name, name).select_for_update(of=("self",), no_key=True).first()
     if key is None:
         try:
             with transaction.atomic():

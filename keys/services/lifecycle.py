@@ -182,7 +182,7 @@ def key_update(
         # Read again under a lock and write only what this call changes: a concurrent
         # update of other attributes must not be undone (re-enabling a disabled version).
         row = (
-            KeyVersion.objects.select_for_update()
+            KeyVersion.objects.select_for_update(of=("self",), no_key=True)
             .filter(pk=target.pk, key__deleted_at=None)
             .first()
         )

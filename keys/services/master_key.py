@@ -53,7 +53,9 @@ def _rewrap_batch(pending: QuerySet[KeyVersion], keyring: Keyring, batch_size: i
     return None."""
     with transaction.atomic():
         batch = list(
-            pending.select_related("key__vault").select_for_update(of=("self",))[:batch_size]
+            pending.select_related("key__vault").select_for_update(of=("self",), no_key=True)[
+                :batch_size
+            ]
         )
         if not batch:
             # Retire the old keys only while no new version can be written, so none is sealed

@@ -16,7 +16,7 @@ from django.core.management import CommandError
 from accounts.models import User
 from keys.models import Key, KeyVersion
 from tests.cli import kv
-from tests.processes import make_deployment, run_kv
+from tests.processes import make_deployment, query, run_kv, stored_bytes
 from vaults.models import ActivityEntry, Vault
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -415,9 +415,8 @@ def _encodings(number: int) -> list[bytes]:
 def test_database_file_holds_no_private_material(
     deployment: dict[str, str], settings: Any, tmp_path: Path
 ) -> None:
-    """Scan every byte of the SQLite file (and its WAL) for the private parts of stored keys."""
-    import sqlite3
-
+    """Scan every byte the database stores (tests/processes.py, stored_bytes) for the private
+    parts of stored keys."""
     from cryptography.hazmat.primitives import serialization
 
     from keys import protection
@@ -461,14 +460,13 @@ def test_database_file_holds_no_private_material(
     )
 
     settings.KVCONSOLE_MASTER_KEY_FILE = directory / "master-keys.json"
-    database = directory / "db.sqlite3"
-    with sqlite3.connect(database) as connection:
-        rows = connection.execute(
-            "SELECT v.kty, v.version, v.master_key_id, v.wrapped_data_key, v.sealed_material,"
-            " v.public_jwk, k.name, vault.uid FROM keys_keyversion v"
-            " JOIN keys_key k ON v.key_id = k.id JOIN vaults_vault vault ON k.vault_id = vault.id"
-            " WHERE vault.name = 'scan-vault'"
-        ).fetchall()
+    rows = query(
+        deployment,
+        "SELECT v.kty, v.version, v.master_key_id, v.wrapped_data_key, v.sealed_material,"
+        " CAST(v.public_jwk AS TEXT), k.name, CAST(vault.uid AS TEXT) FROM keys_keyversion v"
+        " JOIN keys_key k ON v.key_id = k.id JOIN vaults_vault vault ON k.vault_id = vault.id"
+        " WHERE vault.name = 'scan-vault'",
+    )
     secrets: list[int] = []
     for kty, version, master_key_id, wrapped, sealed, public_jwk, name, vault_uid in rows:
         # An unsaved row with the stored values, only to compute what the material is bound to.
@@ -492,7 +490,7 @@ def test_database_file_holds_no_private_material(
     assert len(rows) == 4
     assert imported.private_numbers().d in secrets
 
-    stored = b"".join(path.read_bytes() for path in directory.glob("db.sqlite3*") if path.is_file())
+    stored = stored_bytes(deployment)
     for secret in secrets:
         for encoding in _encodings(secret):
             assert encoding not in stored

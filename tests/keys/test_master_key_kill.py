@@ -2,14 +2,13 @@
 
 import json
 import signal
-import sqlite3
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.processes import ROOT, make_deployment, manage_py, run_kv
+from tests.processes import ROOT, make_deployment, manage_py, query, run_kv
 
 VERSIONS = 1000
 
@@ -26,17 +25,24 @@ for _ in range({VERSIONS} - 1):
 """
 
 
-def versions_by_master_key(database: Path) -> dict[str, int]:
-    with sqlite3.connect(database) as connection:
-        rows = connection.execute(
-            "SELECT master_key_id, COUNT(*) FROM keys_keyversion GROUP BY master_key_id"
-        ).fetchall()
-    return dict(rows)
+def versions_by_master_key(deployment: dict[str, str]) -> dict[str, int]:
+    rows = query(
+        deployment, "SELECT master_key_id, COUNT(*) FROM keys_keyversion GROUP BY master_key_id"
+    )
+    return {master_key_id: count for master_key_id, count in rows}
 
 
-def all_version_ids(database: Path) -> list[str]:
-    with sqlite3.connect(database) as connection:
-        return [row[0] for row in connection.execute("SELECT version FROM keys_keyversion")]
+def all_version_ids(deployment: dict[str, str]) -> list[str]:
+    return [row[0] for row in query(deployment, "SELECT version FROM keys_keyversion")]
+
+
+def a_version_under(deployment: dict[str, str], master_key_id: str) -> str:
+    [(version,)] = query(
+        deployment,
+        "SELECT version FROM keys_keyversion WHERE master_key_id = %s LIMIT 1",
+        [master_key_id],
+    )
+    return str(version)
 
 
 def signs(deployment: dict[str, str], version: str) -> bool:
@@ -54,9 +60,9 @@ def test_rotation_killed_midway_keeps_every_key_usable_and_resumes(tmp_path: Pat
     subprocess.run(
         manage_py("shell", "-c", SETUP), cwd=ROOT, env=deployment, check=True, timeout=300
     )
-    database, keyring_file = tmp_path / "db.sqlite3", tmp_path / "master-keys.json"
+    keyring_file = tmp_path / "master-keys.json"
     original = json.loads(keyring_file.read_text())["primary"]
-    assert versions_by_master_key(database) == {original: VERSIONS}
+    assert versions_by_master_key(deployment) == {original: VERSIONS}
 
     rotation = subprocess.Popen(
         manage_py("kv", "master-key", "rotate", "--batch-size", "1"),
@@ -71,7 +77,7 @@ def test_rotation_killed_midway_keeps_every_key_usable_and_resumes(tmp_path: Pat
         keyring = json.loads(keyring_file.read_text())
         if keyring["primary"] != original:
             new_primary = keyring["primary"]
-            done = versions_by_master_key(database).get(new_primary, 0)
+            done = versions_by_master_key(deployment).get(new_primary, 0)
             if done >= 20:
                 rotation.send_signal(signal.SIGKILL)
                 break
@@ -83,19 +89,12 @@ def test_rotation_killed_midway_keeps_every_key_usable_and_resumes(tmp_path: Pat
     # Killed half-way: both master keys are still in the keyring and every version opens.
     keyring = json.loads(keyring_file.read_text())
     assert set(keyring["keys"]) == {original, new_primary}
-    split = versions_by_master_key(database)
+    split = versions_by_master_key(deployment)
     assert split[original] > 0
     assert split[new_primary] >= done
     assert sum(split.values()) == VERSIONS
-    with sqlite3.connect(database) as connection:
-        on_old = connection.execute(
-            "SELECT version FROM keys_keyversion WHERE master_key_id = ? LIMIT 1", [original]
-        ).fetchone()[0]
-        on_new = connection.execute(
-            "SELECT version FROM keys_keyversion WHERE master_key_id = ? LIMIT 1", [new_primary]
-        ).fetchone()[0]
-    assert signs(deployment, on_old)
-    assert signs(deployment, on_new)
+    assert signs(deployment, a_version_under(deployment, original))
+    assert signs(deployment, a_version_under(deployment, new_primary))
 
     resumed = run_kv(deployment, "master-key", "rotate", "--batch-size", "50")
     assert resumed.returncode == 0, resumed.stderr
@@ -106,5 +105,5 @@ def test_rotation_killed_midway_keeps_every_key_usable_and_resumes(tmp_path: Pat
         "resumed": True,
     }
     assert json.loads(keyring_file.read_text())["keys"].keys() == {new_primary}
-    assert versions_by_master_key(database) == {new_primary: VERSIONS}
-    assert all(signs(deployment, version) for version in all_version_ids(database)[::250])
+    assert versions_by_master_key(deployment) == {new_primary: VERSIONS}
+    assert all(signs(deployment, version) for version in all_version_ids(deployment)[::250])

@@ -3,9 +3,7 @@ process and as real processes (two at once; one killed with SIGKILL half-way).""
 
 import io
 import json
-import re
 import signal
-import sqlite3
 import subprocess
 import time
 from datetime import timedelta
@@ -23,7 +21,14 @@ from kvconsole import clock
 from kvconsole.errors import Conflict, Forbidden, NotFound
 from tests.cli import kv, kv_fails
 from tests.factories import VaultFactory
-from tests.processes import ROOT, make_deployment, manage_py, run_kv
+from tests.processes import (
+    ROOT,
+    integrity_problems,
+    make_deployment,
+    manage_py,
+    query,
+    run_kv,
+)
 from vaults.models import ActivityEntry, Event, EventType, Face, Operation, Vault
 
 pytestmark = pytest.mark.django_db
@@ -410,20 +415,18 @@ def version_report(deployment: dict[str, str]) -> dict[str, Any]:
     return json.loads(checked.stdout)
 
 
-def rotated_versions(database: Path) -> int:
-    with sqlite3.connect(database) as connection:
-        return connection.execute(
-            "SELECT COUNT(*) FROM keys_keyversion WHERE origin = 'rotated'"
-        ).fetchone()[0]
+def rotated_versions(deployment: dict[str, str]) -> int:
+    [(count,)] = query(deployment, "SELECT COUNT(*) FROM keys_keyversion WHERE origin = 'rotated'")
+    return int(count)
 
 
-def rotate_due_entries(database: Path) -> list[str]:
+def rotate_due_entries(deployment: dict[str, str]) -> list[str]:
     """The targets of the successful KeyRotateIfDue entries that name a new version."""
-    with sqlite3.connect(database) as connection:
-        rows = connection.execute(
-            "SELECT target FROM vaults_activityentry WHERE operation = 'KeyRotateIfDue' "
-            "AND result = 'Success'"
-        ).fetchall()
+    rows = query(
+        deployment,
+        "SELECT target FROM vaults_activityentry WHERE operation = 'KeyRotateIfDue' "
+        "AND result = 'Success'",
+    )
     return [target for (target,) in rows if target.count("/") == 4]
 
 
@@ -461,7 +464,7 @@ def test_two_runs_at_once_rotate_each_due_key_exactly_once(tmp_path: Path) -> No
         if entry["result"] == "rotated"
     ]  # fmt: skip
     assert len(set(new_versions)) == keys
-    assert len(rotate_due_entries(tmp_path / "db.sqlite3")) == keys
+    assert len(rotate_due_entries(deployment)) == keys
 
 
 @pytest.mark.slow
@@ -470,7 +473,6 @@ def test_killed_midway_leaves_no_half_made_version_and_the_next_run_finishes(
 ) -> None:
     keys = 80
     deployment = due_deployment(tmp_path, keys)
-    database = tmp_path / "db.sqlite3"
     run = subprocess.Popen(
         manage_py("kv", "rotate-due"),
         cwd=ROOT,
@@ -480,26 +482,21 @@ def test_killed_midway_leaves_no_half_made_version_and_the_next_run_finishes(
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and run.poll() is None:
-        if rotated_versions(database) >= 10:
+        if rotated_versions(deployment) >= 10:
             run.send_signal(signal.SIGKILL)
             break
         time.sleep(0.005)
     run.wait(timeout=30)
     assert run.returncode == -signal.SIGKILL, "the run finished before it was killed"
 
-    with sqlite3.connect(database) as connection:
-        # The schema's checks use REGEXP, which Django gives its own connections.
-        connection.create_function(
-            "REGEXP", 2, lambda pattern, text: bool(re.search(pattern, text))
-        )
-        assert connection.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert integrity_problems(deployment) == []
     killed = version_report(deployment)
     assert killed["problems"] == []
     done = sum(count - 1 for count in killed["versions"].values())
     assert 10 <= done < keys
     assert set(killed["versions"].values()) == {1, 2}
     # Every committed rotation was recorded with it, and nothing else was.
-    assert len(rotate_due_entries(database)) == done
+    assert len(rotate_due_entries(deployment)) == done
 
     resumed = run_kv(deployment, "rotate-due")
     assert resumed.returncode == 0, resumed.stderr
@@ -508,4 +505,4 @@ def test_killed_midway_leaves_no_half_made_version_and_the_next_run_finishes(
     finished = version_report(deployment)
     assert finished["problems"] == []
     assert finished["versions"] == {f"key-{number:05d}": 2 for number in range(keys)}
-    assert len(rotate_due_entries(database)) == keys
+    assert len(rotate_due_entries(deployment)) == keys

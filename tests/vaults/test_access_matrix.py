@@ -847,12 +847,19 @@ def expected_for_policy(op: Op, permission: str, model: str) -> str:
 def rows_written() -> int:
     """Rows inserted, updated or deleted on this connection so far, in every table.
 
-    SQLite keeps the count, so a refused call can be shown to have written nothing but its
-    activity entry without reading every table before and after it.
+    The database keeps the count (SQLite for the connection, PostgreSQL for the running
+    transaction, in which each test runs, savepoints rolled back included), so a refused
+    call can be shown to have written nothing but its activity entry without reading every
+    table before and after it.
     """
-    assert connection.vendor == "sqlite", "the matrix counts writes with SQLite's total_changes()"
     with connection.cursor() as cursor:
-        cursor.execute("SELECT total_changes()")
+        if connection.vendor == "postgresql":
+            cursor.execute(
+                "SELECT COALESCE(SUM(n_tup_ins + n_tup_upd + n_tup_del), 0) "
+                "FROM pg_stat_xact_user_tables"
+            )
+        else:
+            cursor.execute("SELECT total_changes()")
         (count,) = cursor.fetchone()
     return int(count)
 

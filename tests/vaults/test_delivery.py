@@ -4,7 +4,6 @@ checks signatures, and an SMTP server (aiosmtpd)."""
 import hashlib
 import hmac
 import json
-import sqlite3
 import ssl
 import subprocess
 import threading
@@ -21,7 +20,7 @@ import pytest
 from accounts.models import User
 from kvconsole import clock, devtls
 from kvconsole.errors import Forbidden
-from tests.processes import ROOT, make_deployment, manage_py, run_kv
+from tests.processes import ROOT, make_deployment, manage_py, query, run_kv
 from tests.receivers import SmtpServer, WebhookReceiver, tls_files, verify, webhook_receiver
 from vaults import delivery, services
 from vaults.delivery import Attempt, Outcome, Policy, Summary, Worker
@@ -397,8 +396,5 @@ def test_two_worker_processes_at_once_send_each_notification_once(
     arrived = Counter(item.delivery_id for item in receiver.accepted())
     assert len(arrived) == 300 and set(arrived.values()) == {1}
     assert sum(summary["delivered"] for summary in summaries) == 300
-    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
-        statuses = dict(
-            db.execute("SELECT status, COUNT(*) FROM vaults_notification GROUP BY status")
-        )
-    assert statuses == {"delivered": 300}
+    statuses = query(env, "SELECT status, COUNT(*) FROM vaults_notification GROUP BY status")
+    assert statuses == [("delivered", 300)]

@@ -14,7 +14,7 @@ from kvconsole.errors import Unauthorized
 from tests.accounts.certificates import der, key_body, make_certificate, pem, private_pem
 from tests.cli import kv, kv_fails
 from tests.factories import UserFactory
-from tests.processes import make_deployment, run_kv
+from tests.processes import make_deployment, run_kv, stored_bytes
 from vaults import services
 from vaults.models import ActivityEntry, Operation, Result
 
@@ -213,7 +213,8 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def test_the_database_file_never_holds_a_secret_value(deployment: dict[str, str]) -> None:
-    """Scan every byte of the SQLite file (and its WAL) for the secrets a real process made."""
+    """Scan every byte the database stores (tests/processes.py, stored_bytes) for the secrets
+    a real process made."""
     created = run_kv(deployment, "ad", "app", "create", "--display-name", "scanned")
     assert created.returncode == 0, created.stderr
     app_id = json.loads(created.stdout)["appId"]
@@ -227,8 +228,7 @@ def test_the_database_file_never_holds_a_secret_value(deployment: dict[str, str]
     activity = run_kv(deployment, "activity", "list", "--top", "10")
     assert activity.returncode == 0, activity.stderr
 
-    directory = Path(deployment["KVCONSOLE_VAR_DIR"])
-    stored = b"".join(path.read_bytes() for path in directory.glob("db.sqlite3*") if path.is_file())
+    stored = stored_bytes(deployment)
     assert app_id.encode() in stored  # the scan does see the application's rows
     for password in passwords:
         assert password.encode() not in stored

@@ -259,7 +259,7 @@ def _locked(application: Application) -> Application:
     """`application` read again and locked inside the caller's transaction: it may have been
     changed or deleted since it was authorized."""
     row = (
-        Application.objects.select_for_update(of=("self",))
+        Application.objects.select_for_update(of=("self",), no_key=True)
         .select_related("user", "owner")
         .filter(pk=application.pk)
         .first()

@@ -273,7 +273,7 @@ def _lock_vault(vault: Vault, *, deleted: bool = False) -> Vault:
     """`vault` read again and locked inside the caller's transaction, still live (or still
     soft-deleted): what was checked before the transaction may have changed since."""
     locked = (
-        Vault.objects.select_for_update(of=("self",))
+        Vault.objects.select_for_update(of=("self",), no_key=True)
         .select_related("resource_group")
         .filter(pk=vault.pk, deleted_at__isnull=not deleted)
         .first()
