@@ -1,6 +1,6 @@
 # kvconsole: `make run` serves a development deployment, `make test` runs every check.
 .DEFAULT_GOAL := help
-.PHONY: help run serve test lint bench fuzz clean
+.PHONY: help run serve test lint bench fuzz load clean
 
 # The machine's default python3 may be older; pick 3.13 (or 3.12) explicitly.
 PYTHON ?= $(shell command -v python3.13 2>/dev/null || command -v python3.12 2>/dev/null)
@@ -17,6 +17,7 @@ help:
 	@echo "make test   install test dependencies and run ruff, mypy, the migration check and pytest on SQLite and PostgreSQL"
 	@echo "make bench  run the benchmarks in tests/benchmarks and print their ratios"
 	@echo "make fuzz   fuzz the vault endpoint longer than make test does (FUZZ_EXAMPLES per operation)"
+	@echo "make load   the production server under load on PostgreSQL: a worker killed, the database restarted"
 
 $(VENV)/.installed: pyproject.toml
 	@if [ -z "$(PYTHON)" ]; then \
@@ -68,6 +69,11 @@ bench: $(VENV)/.installed
 	mkdir -p var
 	KVCONSOLE_TEST_SQLITE_PATH=$(CURDIR)/var/bench.sqlite3 \
 		$(PY) -m pytest tests/benchmarks -o addopts="-p no:cacheprovider" -q -s
+
+# Not part of make test: 2 minutes of load against the production server (tests/load.py).
+load: $(VENV)/.installed
+	@command -v wrk >/dev/null || { echo "make load drives the server with wrk (Debian: apt-get install wrk)." >&2; exit 1; }
+	$(PY) -m tests.load
 
 # make test fuzzes the vault endpoint briefly; this is the long run (FUZZ_EXAMPLES=2000 for longer).
 FUZZ_EXAMPLES ?= 500

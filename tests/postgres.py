@@ -22,8 +22,10 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import Any
 from urllib.parse import quote
 
 import psycopg
@@ -94,23 +96,28 @@ def _dies_with(parent: int) -> Callable[[], None]:
     return preexec
 
 
-@contextmanager
-def cluster() -> Iterator[Path]:
-    """A running throwaway cluster; yields the directory its socket is in."""
-    binaries = server_binaries()
-    user = _server_user()
-    uid, gid = user if user is not None else (None, None)
-    extra_groups: list[int] | None = [] if user is not None else None
-    directory = Path(tempfile.mkdtemp(prefix="kvconsole-pg-"))
+@dataclass
+class Cluster:
+    """A throwaway cluster: its directory (data, socket, log) and its server, which can be
+    stopped and started again (`make load` restarts it under load)."""
+
+    directory: Path
+    binaries: Path
+    user: tuple[int, int] | None
     server: subprocess.Popen[bytes] | None = None
-    try:
-        if user is not None:
-            os.chown(directory, *user)
-        data, log = directory / "data", directory / "server.log"
+
+    def _as_user(self) -> dict[str, Any]:
+        if self.user is None:
+            return {}
+        return {"user": self.user[0], "group": self.user[1], "extra_groups": []}
+
+    def initialise(self) -> None:
+        if self.user is not None:
+            os.chown(self.directory, *self.user)
         subprocess.run(
             [
-                str(binaries / "initdb"),
-                f"--pgdata={data}",
+                str(self.binaries / "initdb"),
+                f"--pgdata={self.directory / 'data'}",
                 f"--username={SUPERUSER}",
                 "--auth=trust",
                 "--encoding=UTF8",
@@ -121,35 +128,67 @@ def cluster() -> Iterator[Path]:
             check=True,
             stdout=subprocess.DEVNULL,
             # The server's user may not enter the caller's working directory.
-            cwd=directory,
-            user=uid,
-            group=gid,
-            extra_groups=extra_groups,
+            cwd=self.directory,
+            **self._as_user(),
         )
+
+    def start(self) -> None:
         settings = [f"--{name.replace('_', '-')}={value}" for name, value in _SETTINGS.items()]
-        with log.open("wb") as log_file:
-            server = subprocess.Popen(
-                [str(binaries / "postgres"), "-D", str(data), "-k", str(directory), *settings],
+        log = self.directory / "server.log"
+        with log.open("ab") as log_file:
+            self.server = subprocess.Popen(
+                [
+                    str(self.binaries / "postgres"),
+                    "-D",
+                    str(self.directory / "data"),
+                    "-k",
+                    str(self.directory),
+                    *settings,
+                ],
                 stdin=subprocess.DEVNULL,
                 stdout=log_file,
-                cwd=directory,
+                cwd=self.directory,
                 stderr=subprocess.STDOUT,
                 # Out of the terminal's process group: a Ctrl-C stops the tests, which still
                 # need their database while they wind down.
                 start_new_session=True,
                 preexec_fn=_dies_with(os.getpid()),
-                user=uid,
-                group=gid,
-                extra_groups=extra_groups,
+                **self._as_user(),
             )
-        _wait_until_ready(server, directory, log)
-        with psycopg.connect(database_url(directory, "postgres"), autocommit=True) as admin:
-            admin.execute(f'CREATE DATABASE "{DATABASE}"')
-        yield directory
+        _wait_until_ready(self.server, self.directory, log)
+
+    def stop(self) -> None:
+        if self.server is not None:
+            _stop(self.server)
+
+    def create_database(self, name: str) -> str:
+        """A new empty database, and its DATABASE_URL."""
+        with psycopg.connect(database_url(self.directory, "postgres"), autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
+        return database_url(self.directory, name)
+
+
+@contextmanager
+def running_cluster() -> Iterator[Cluster]:
+    """A running throwaway cluster, stopped and removed at the end."""
+    running = Cluster(
+        Path(tempfile.mkdtemp(prefix="kvconsole-pg-")), server_binaries(), _server_user()
+    )
+    try:
+        running.initialise()
+        running.start()
+        running.create_database(DATABASE)
+        yield running
     finally:
-        if server is not None:
-            _stop(server)
-        shutil.rmtree(directory, ignore_errors=True)
+        running.stop()
+        shutil.rmtree(running.directory, ignore_errors=True)
+
+
+@contextmanager
+def cluster() -> Iterator[Path]:
+    """A running throwaway cluster; yields the directory its socket is in."""
+    with running_cluster() as running:
+        yield running.directory
 
 
 def _wait_until_ready(server: subprocess.Popen[bytes], directory: Path, log: Path) -> None:
