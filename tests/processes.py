@@ -140,3 +140,36 @@ def run_kv(deployment: dict[str, str], *args: str) -> subprocess.CompletedProces
         text=True,
         timeout=120,
     )
+
+
+def shell(deployment: dict[str, str], code: str) -> str:
+    """What Python `code` printed, run in the deployment (`manage.py shell -c`)."""
+    return subprocess.run(
+        manage_py("shell", "-v0", "-c", code),
+        cwd=ROOT,
+        env=deployment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    ).stdout
+
+
+def kv_at_once(deployment: dict[str, str], *args: str, processes: int = 2) -> list[str]:
+    """The outputs of `processes` identical `kv` commands started together, once every one
+    has succeeded."""
+    runs = [
+        subprocess.Popen(
+            manage_py("kv", *args),
+            cwd=ROOT,
+            env=deployment,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    outputs = [run.communicate(timeout=300) for run in runs]
+    for run, (_, stderr) in zip(runs, outputs, strict=True):
+        assert run.returncode == 0, stderr
+    return [stdout for stdout, _ in outputs]

@@ -15,6 +15,7 @@ from keys import crypto, protection
 from keys.models import Key, KeyRotationPolicy, KeyVersion
 from keys.services._shared import DEFAULT_KEY_OPS
 from kvconsole import clock
+from tests.processes import shell
 from vaults.models import ResourceGroup, Vault
 
 # Rotate 30 days after creation; versions a rotation makes expire after 90 days.
@@ -125,3 +126,14 @@ def version_report(vault_name: str) -> dict[str, Any]:
 
 def print_version_report(vault_name: str) -> None:
     print(json.dumps(version_report(vault_name)))
+
+
+def deployment_version_report(deployment: dict[str, str], vault_name: str) -> dict[str, Any]:
+    """`version_report` read by a deployment on disk itself."""
+    return json.loads(
+        shell(
+            deployment,
+            "from tests.keys.due_keys import print_version_report; "
+            f"print_version_report({vault_name!r})",
+        )
+    )

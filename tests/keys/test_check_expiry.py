@@ -2,7 +2,6 @@
 once per version and threshold, whatever the number of runs, and by two runs at once."""
 
 import json
-import subprocess
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from keys.models import KeyVersion
 from kvconsole import clock
 from tests.cli import kv, kv_fails
 from tests.factories import UserFactory, VaultFactory
-from tests.processes import ROOT, make_deployment, manage_py
+from tests.processes import kv_at_once, make_deployment, shell
 from vaults import services as vault_services
 from vaults.models import ActivityEntry, AlertRule, Event, EventType, Notification, Result, Vault
 
@@ -235,44 +234,16 @@ print(json.dumps({
 def test_two_runs_at_once_raise_each_notice_once(tmp_path: Path) -> None:
     keys = 1000
     deployment = make_deployment(tmp_path)
-    subprocess.run(
-        manage_py(
-            "shell",
-            "-c",
-            "from datetime import timedelta\n"
-            "from tests.keys.due_keys import add_due_keys, vault_named\n"
-            f"add_due_keys(vault_named('expiring'), {keys}, expires_in=timedelta(days=10))\n",
-        ),
-        cwd=ROOT,
-        env=deployment,
-        check=True,
-        timeout=300,
+    shell(
+        deployment,
+        "from datetime import timedelta\n"
+        "from tests.keys.due_keys import add_due_keys, vault_named\n"
+        f"add_due_keys(vault_named('expiring'), {keys}, expires_in=timedelta(days=10))\n",
     )
-    runs = [
-        subprocess.Popen(
-            manage_py("kv", "check-expiry"),
-            cwd=ROOT,
-            env=deployment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
+    raised_by = [
+        len(json.loads(stdout)["nearExpiry"]) for stdout in kv_at_once(deployment, "check-expiry")
     ]
-    outputs = [run.communicate(timeout=300) for run in runs]
-    for run, (_, stderr) in zip(runs, outputs, strict=True):
-        assert run.returncode == 0, stderr
-    raised_by = [len(json.loads(stdout)["nearExpiry"]) for stdout, _ in outputs]
-    counted = subprocess.run(
-        manage_py("shell", "-v0", "-c", COUNT_NOTICES),
-        cwd=ROOT,
-        env=deployment,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    assert json.loads(counted.stdout) == {"events": keys, "repeated": 0}
+    assert json.loads(shell(deployment, COUNT_NOTICES)) == {"events": keys, "repeated": 0}
     # Between them the runs raised each notice once, whichever got to it first. (On SQLite
     # the run holding the write lock between its short transactions tends to keep it, so the
     # other mostly finds the notices raised; on PostgreSQL they interleave.)

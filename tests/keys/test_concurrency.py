@@ -19,6 +19,7 @@ from django.db import connection, connections, transaction
 
 from keys.models import Key, KeyRotationPolicy
 from keys.services._shared import lock_key
+from tests.keys.due_keys import deployment_version_report
 from tests.processes import ROOT, make_deployment, manage_py, query, run_kv
 from vaults.models import Vault
 
@@ -113,27 +114,6 @@ def version_ids(deployment: dict[str, str], vault_name: str) -> set[str]:
     return {version for (version,) in rows}
 
 
-def version_report(deployment: dict[str, str], vault_name: str) -> dict[str, Any]:
-    """Each key's version count and what is wrong with any version (tests/keys/due_keys.py):
-    every version must open and match its public key, the current one the newest."""
-    checked = subprocess.run(
-        manage_py(
-            "shell",
-            "-v0",
-            "-c",
-            f"from tests.keys.due_keys import print_version_report; "
-            f"print_version_report({vault_name!r})",
-        ),
-        cwd=ROOT,
-        env=deployment,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    return json.loads(checked.stdout)
-
-
 # --- real processes ------------------------------------------------------------------------
 
 
@@ -160,7 +140,7 @@ def test_keys_created_with_one_name_at_once_are_each_one_key(tmp_path: Path) -> 
     assert activity_results(deployment, "KeyCreate") == Counter(
         {"Success": len(made), **({"Conflict": len(refused)} if refused else {})}
     )
-    assert version_report(deployment, VAULT)["problems"] == []
+    assert deployment_version_report(deployment, VAULT)["problems"] == []
     assert_the_chain_verifies(deployment)
 
 
@@ -179,7 +159,7 @@ def test_one_backup_restored_twice_at_once_is_restored_once(tmp_path: Path) -> N
     assert versions_per_key(deployment) == {Path(backup).stem: 2 for backup in backups}
     # The restored versions are the backed-up ones, with their ids.
     assert version_ids(deployment, VAULT) == version_ids(deployment, "source")
-    assert version_report(deployment, VAULT)["problems"] == []
+    assert deployment_version_report(deployment, VAULT)["problems"] == []
     assert activity_results(deployment, "KeyRestore") == Counter({"Success": 15, "Conflict": 15})
     assert_the_chain_verifies(deployment)
 
@@ -226,7 +206,7 @@ def test_master_key_rotation_while_versions_are_written_leaves_none_behind(
     assert query(
         deployment, "SELECT master_key_id, COUNT(*) FROM keys_keyversion GROUP BY master_key_id"
     ) == [(primary, 151 + len(written))]
-    report = version_report(deployment, VAULT)
+    report = deployment_version_report(deployment, VAULT)
     assert report == {"versions": {"busy": 151 + len(written)}, "problems": []}
     assert_the_chain_verifies(deployment)
 

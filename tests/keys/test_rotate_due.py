@@ -21,13 +21,16 @@ from kvconsole import clock
 from kvconsole.errors import Conflict, Forbidden, NotFound
 from tests.cli import kv, kv_fails
 from tests.factories import VaultFactory
+from tests.keys.due_keys import deployment_version_report
 from tests.processes import (
     ROOT,
     integrity_problems,
+    kv_at_once,
     make_deployment,
     manage_py,
     query,
     run_kv,
+    shell,
 )
 from vaults.models import ActivityEntry, Event, EventType, Face, Operation, Vault
 
@@ -385,34 +388,13 @@ add_due_keys(vault_named("rotation"), {count}, kty="RSA", size=2048)
 def due_deployment(directory: Path, count: int) -> dict[str, str]:
     """A deployment on disk whose vault holds `count` RSA-2048 keys due for rotation."""
     deployment = make_deployment(directory)
-    subprocess.run(
-        manage_py("shell", "-c", SETUP.format(count=count)),
-        cwd=ROOT,
-        env=deployment,
-        check=True,
-        timeout=300,
-    )
+    shell(deployment, SETUP.format(count=count))
     return deployment
 
 
 def version_report(deployment: dict[str, str]) -> dict[str, Any]:
     """Each key's version count and any broken version, read by the deployment itself."""
-    checked = subprocess.run(
-        manage_py(
-            "shell",
-            "-v0",
-            "-c",
-            f"from tests.keys.due_keys import print_version_report; "
-            f"print_version_report({VAULT!r})",
-        ),
-        cwd=ROOT,
-        env=deployment,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    return json.loads(checked.stdout)
+    return deployment_version_report(deployment, VAULT)
 
 
 def rotated_versions(deployment: dict[str, str]) -> int:
@@ -434,21 +416,7 @@ def rotate_due_entries(deployment: dict[str, str]) -> list[str]:
 def test_two_runs_at_once_rotate_each_due_key_exactly_once(tmp_path: Path) -> None:
     keys = 60
     deployment = due_deployment(tmp_path, keys)
-    runs = [
-        subprocess.Popen(
-            manage_py("kv", "rotate-due"),
-            cwd=ROOT,
-            env=deployment,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
-    outputs = [run.communicate(timeout=300) for run in runs]
-    for run, (_, stderr) in zip(runs, outputs, strict=True):
-        assert run.returncode == 0, stderr
-    summaries = [json.loads(stdout) for stdout, _ in outputs]
+    summaries = [json.loads(stdout) for stdout in kv_at_once(deployment, "rotate-due")]
 
     report = version_report(deployment)
     assert report["problems"] == []
