@@ -40,9 +40,8 @@ HANDLER_NAME = "json_lines"
 
 _CLIENT_INFO_LIMIT = 256
 _REQUEST_URI_LIMIT = 1024
-
-
 _STARTED_NS = time.time_ns()
+
 # What a LogRecord works out about where and in what it was made; a line's record leaves it
 # blank (it says where it comes from itself).
 _BLANK_FIELDS = {
@@ -88,26 +87,33 @@ def write(logger: logging.Logger, line: dict[str, Any]) -> None:
 
 class JsonLines(logging.Formatter):
     """Each record's message (a dict of the line's fields) as one line of JSON; times in
-    UTC as RFC 3339 with a Z, as Azure writes them."""
+    UTC as RFC 3339 with a Z, as Azure writes them. A plain message routed here by another
+    logger becomes a JSON string."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return orjson.dumps(record.msg, default=str, option=orjson.OPT_UTC_Z).decode()
+        message = record.msg if isinstance(record.msg, dict) else record.getMessage()
+        return orjson.dumps(message, default=str, option=orjson.OPT_UTC_Z).decode()
+
+
+def send_lines_to(stream: IO[str]) -> IO[str] | None:
+    """Write the JSON lines to `stream` from now on; the stream they went to before."""
+    handler = logging.getHandlerByName(HANDLER_NAME)
+    if not isinstance(handler, logging.StreamHandler):
+        return None
+    previous: IO[str] = handler.stream
+    handler.setStream(stream)
+    return previous
 
 
 @contextmanager
 def lines_to(stream: IO[str]) -> Iterator[None]:
-    """Within this block the JSON lines go to `stream`: the CLI's standard output is its
-    answer, so it writes them to standard error."""
-    handler = logging.getHandlerByName(HANDLER_NAME)
-    if not isinstance(handler, logging.StreamHandler):
-        yield
-        return
-    previous = handler.stream
-    handler.setStream(stream)
+    """Within this block the JSON lines go to `stream`."""
+    previous = send_lines_to(stream)
     try:
         yield
     finally:
-        handler.setStream(previous)
+        if previous is not None:
+            send_lines_to(previous)
 
 
 class ObservedRequest:

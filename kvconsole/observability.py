@@ -93,6 +93,8 @@ ENDPOINTS: dict[str, Callable[[HttpRequest], HttpResponse]] = {
 
 def observe(get_response: Callable[[HttpRequest], HttpResponse]) -> Callable[..., HttpResponse]:
     """Answer the probes and the scrape; time, count and log every other request."""
+    # A network that is no network stops the server as it starts, not at the first scrape.
+    metrics_networks(tuple(settings.KVCONSOLE_METRICS_NETWORKS))
 
     def middleware(request: HttpRequest) -> HttpResponse:
         endpoint = ENDPOINTS.get(request.path_info)

@@ -240,8 +240,9 @@ SECURE_CSP = {
     "object-src": ["'none'"],
 }
 
-# One JSON line per request and per committed activity entry on standard output, in Azure's
-# resource-log fields (kvconsole/jsonlog.py); KVCONSOLE_JSON_LOGS=0 leaves them out.
+# One JSON line per request and per committed activity entry, in Azure's resource-log fields
+# (kvconsole/jsonlog.py): on a server's standard output (kvconsole/wsgi.py), elsewhere on
+# standard error, where they stay out of the CLI's answers. KVCONSOLE_JSON_LOGS=0: none.
 KVCONSOLE_JSON_LOGS = os.environ.get("KVCONSOLE_JSON_LOGS", "1") == "1"
 _json_lines = {
     "handlers": ["json_lines"],
@@ -256,7 +257,7 @@ LOGGING = {
         "console": {"class": "logging.StreamHandler"},
         "json_lines": {
             "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
+            "stream": "ext://sys.stderr",
             "formatter": "json_lines",
         },
     },

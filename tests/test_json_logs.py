@@ -11,9 +11,11 @@ import json
 import logging
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from django.db import transaction
 from django.test import Client
 
@@ -23,9 +25,10 @@ from keys import events as key_events
 from keys import services as key_services
 from keys.models import Key
 from kvconsole import jsonlog
-from tests.cli import kv
 from tests.conftest import Personas
+from tests.granian import serving
 from tests.material import MaterialWatch
+from tests.processes import make_deployment, run_kv
 from vaults import services as vault_services
 from vaults.models import ActivityEntry, Vault
 
@@ -346,11 +349,26 @@ def test_an_entry_rolled_back_with_its_callers_transaction_is_never_logged(
     assert "requestUri" not in audit["properties"]
 
 
-def test_the_cli_writes_its_lines_to_standard_error(
-    system: User, vault: Vault, lines: Lines, capsys: pytest.CaptureFixture[str]
+@pytest.mark.slow
+def test_servers_write_lines_to_standard_output_and_commands_to_standard_error(
+    tmp_path: Path,
 ) -> None:
-    created = kv("key", "create", "--vault-name", vault.name, "--name", "from-cli", "--kty", "EC")
-    assert created["key"]["kid"].split("/keys/")[1].startswith("from-cli/")
-    (line,) = [json.loads(text) for text in capsys.readouterr().err.splitlines()]
-    assert (line["operationName"], line["properties"]["face"]) == ("KeyCreate", "cli")
-    assert lines.text == ""
+    deployment = make_deployment(tmp_path)
+    created = run_kv(deployment, "group", "create", "--name", "logged-rg", "--location", "uksouth")
+    assert created.returncode == 0, created.stderr
+    # Standard output stays the command's answer.
+    assert json.loads(created.stdout)["name"] == "logged-rg"
+    (line,) = [json.loads(text) for text in created.stderr.splitlines()]
+    assert (line["category"], line["operationName"], line["properties"]["face"]) == (
+        "AuditEvent",
+        "ResourceGroupPut",
+        "cli",
+    )
+    quiet = run_kv({**deployment, "KVCONSOLE_JSON_LOGS": "0"}, "group", "show", "-n", "logged-rg")
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    output = tmp_path / "server-stdout"
+    with output.open("wb") as stdout, serving(deployment, stdout=stdout) as base:
+        assert requests.get(f"{base}/signin/", timeout=30).status_code == 200
+    # granian's own messages, if any, are plain text beside the lines.
+    served = [json.loads(text) for text in output.read_text().splitlines() if text.startswith("{")]
+    assert [(line["category"], line["operationName"]) for line in served] == [("Request", "signin")]

@@ -5,10 +5,6 @@ import base64
 import hashlib
 import json
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -27,7 +23,8 @@ from keys import services as key_services
 from kvconsole.metrics import OutboxBacklog
 from kvconsole.observability import metrics_networks
 from tests.conftest import Personas
-from tests.processes import ROOT, make_deployment
+from tests.granian import serving
+from tests.processes import make_deployment
 from tests.test_json_logs import Abandoned, create_in_an_abandoned_transaction
 from vaults import events
 from vaults import services as vault_services
@@ -218,50 +215,19 @@ def test_the_backlog_counts_read_only_their_partial_indexes() -> None:
 # --- several worker processes -------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @pytest.fixture
 def two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A deployment served over plain HTTP by granian with two worker processes, sharing
-    their metrics through PROMETHEUS_MULTIPROC_DIR."""
+    """A deployment served by granian with two worker processes, sharing their metrics
+    through PROMETHEUS_MULTIPROC_DIR."""
     shared = tmp_path / "prometheus"
     shared.mkdir()
-    port = free_port()
     environment = {
         **make_deployment(tmp_path),
         "PROMETHEUS_MULTIPROC_DIR": str(shared),
         "KVCONSOLE_METRICS_TOKEN": TOKEN,
-        "KVCONSOLE_SECURE_COOKIES": "0",
     }
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "granian", "--interface", "wsgi", "--host", "127.0.0.1"),
-            *("--port", str(port), "--workers", "2", "--no-ws", "--log-level", "warning"),
-            "kvconsole.wsgi:application",
-        ],
-        cwd=ROOT,
-        env=environment,
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        base = f"http://localhost:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert server.poll() is None and time.monotonic() < deadline, "granian did not start"
-            time.sleep(0.2)
+    with serving(environment, workers=2) as base:
         yield base, shared
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
 
 
 @pytest.mark.slow

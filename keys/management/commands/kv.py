@@ -1,14 +1,12 @@
 """`python manage.py kv ...`: the operator and cron face, shaped like `az keyvault`."""
 
 import argparse
-import sys
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts import services as principals
 from keys import cli as key_cli
-from kvconsole import jsonlog
 from kvconsole.cli import Invocation, ReportedFailure, render
 from kvconsole.errors import ServiceError
 from vaults import alerts_cli, directory_cli
@@ -33,8 +31,7 @@ class Command(BaseCommand):
     def handle(self, *args: Any, **options: Any) -> None:
         namespace = argparse.Namespace(**options)
         try:
-            # Standard output is the command's answer: its log lines go to standard error.
-            with request_context(face=Face.CLI), request_cache(), jsonlog.lines_to(sys.stderr):
+            with request_context(face=Face.CLI), request_cache():
                 actor = (
                     principals.principal_get(username=namespace.as_principal)
                     if namespace.as_principal
