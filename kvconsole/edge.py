@@ -12,7 +12,7 @@ dropped, so nothing downstream can mistake them for the truth.
 
 import functools
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, MiddlewareNotUsed
@@ -37,17 +37,18 @@ def server_header(
     return middleware
 
 
-def trusted_networks(entries: list[str]) -> tuple[Network, ...]:
-    """`KVCONSOLE_TRUSTED_PROXIES` parsed: addresses or CIDR networks."""
-    networks = []
+def networks(setting: str, entries: Iterable[str]) -> tuple[Network, ...]:
+    """A setting's addresses or CIDR networks, parsed; ImproperlyConfigured names the
+    setting and the entry that is neither."""
+    parsed = []
     for entry in entries:
         try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
+            parsed.append(ipaddress.ip_network(entry, strict=False))
         except ValueError:
             raise ImproperlyConfigured(
-                f"KVCONSOLE_TRUSTED_PROXIES: {entry!r} is neither an address nor a network."
+                f"{setting}: {entry!r} is neither an address nor a network."
             ) from None
-    return tuple(networks)
+    return tuple(parsed)
 
 
 def forwarded_by_trusted_proxy(
@@ -55,8 +56,8 @@ def forwarded_by_trusted_proxy(
 ) -> Callable[..., HttpResponse]:
     """Apply a trusted proxy's X-Forwarded-* headers; with no proxy configured, nothing
     downstream reads them and this middleware is left out (it costs no request anything)."""
-    networks = trusted_networks(settings.KVCONSOLE_TRUSTED_PROXIES)
-    if not networks:
+    proxies = networks("KVCONSOLE_TRUSTED_PROXIES", settings.KVCONSOLE_TRUSTED_PROXIES)
+    if not proxies:
         raise MiddlewareNotUsed
 
     @functools.lru_cache(maxsize=1024)
@@ -65,7 +66,7 @@ def forwarded_by_trusted_proxy(
             parsed = ipaddress.ip_address(address)
         except ValueError:
             return False
-        return any(parsed in network for network in networks)
+        return any(parsed in network for network in proxies)
 
     def middleware(request: HttpRequest) -> HttpResponse:
         meta = request.META

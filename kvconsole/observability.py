@@ -19,14 +19,13 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.functional import empty
 
-from . import health, jsonlog, metrics
+from . import edge, health, jsonlog, metrics
 from .middleware import client_ip
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Network = edge.Network
 
 
 def metrics_endpoint(request: HttpRequest) -> HttpResponse:
@@ -58,16 +57,8 @@ def _metrics_refusal(request: HttpRequest) -> HttpResponse | None:
 
 @functools.cache
 def metrics_networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
-    """`KVCONSOLE_METRICS_NETWORKS` parsed: addresses or CIDR networks."""
-    networks = []
-    for entry in entries:
-        try:
-            networks.append(ipaddress.ip_network(entry, strict=False))
-        except ValueError:
-            raise ImproperlyConfigured(
-                f"KVCONSOLE_METRICS_NETWORKS: {entry!r} is neither an address nor a network."
-            ) from None
-    return tuple(networks)
+    """`KVCONSOLE_METRICS_NETWORKS` parsed, once per value."""
+    return edge.networks("KVCONSOLE_METRICS_NETWORKS", entries)
 
 
 def _within(address: str | None, networks: tuple[Network, ...]) -> bool:
