@@ -34,18 +34,22 @@ def free_port() -> int:
 
 
 def started(env: dict[str, str], port: int) -> subprocess.Popen[str]:
-    server = subprocess.Popen(
-        [sys.executable, "-m", "kvconsole.serve"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    # To a file, not a pipe: a pipe nobody reads would stop the server once its JSON lines
+    # (two per request) filled it.
+    log = Path(env["KVCONSOLE_VAR_DIR"]) / "server.log"
+    with log.open("w") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "kvconsole.serve"],
+            cwd=ROOT,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise AssertionError(f"the server exited: {server.communicate()[0]}")
+            raise AssertionError(f"the server exited: {log.read_text()}")
         with socket.socket() as probe:
             if probe.connect_ex(("127.0.0.1", port)) == 0:
                 return server
