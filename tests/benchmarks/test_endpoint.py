@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import boto3
 import psutil
@@ -378,6 +379,31 @@ def test_rsa_sign_costs_at_most_three_raw_signs(
     assert ratio <= 3
 
 
+def kms_client(url: str) -> Any:
+    return boto3.client(
+        "kms",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    )
+
+
+def kms_request(url: str, action: str, body: dict[str, str]) -> Request:
+    """The request boto3 sends for a KMS action, as wrk replays it (moto does not check
+    signatures)."""
+    return Request(
+        f"{url}/",
+        json.dumps(body),
+        {
+            "X-Amz-Target": f"TrentService.{action}",
+            "Content-Type": "application/x-amz-json-1.1",
+            "Authorization": "AWS4-HMAC-SHA256 Credential=bench/20260101/us-east-1/kms/"
+            "aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature=0",
+        },
+    )
+
+
 def test_aes_gcm_encrypt_costs_at_most_half_of_moto(
     endpoint: Endpoint,
     moto: tuple[str, psutil.Process],
@@ -389,24 +415,9 @@ def test_aes_gcm_encrypt_costs_at_most_half_of_moto(
         "/keys/bench-oct//encrypt", {"alg": "A256GCM", "value": b64url(plaintext)}
     )
     url, moto_process = moto
-    kms = boto3.client(
-        "kms",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="bench",
-        aws_secret_access_key="bench",
-    )
-    key_id = kms.create_key()["KeyMetadata"]["KeyId"]
-    # The request boto3 sends, as wrk replays it (moto does not check signatures).
-    moto_encrypt = Request(
-        f"{url}/",
-        json.dumps({"KeyId": key_id, "Plaintext": base64.b64encode(plaintext).decode()}),
-        {
-            "X-Amz-Target": "TrentService.Encrypt",
-            "Content-Type": "application/x-amz-json-1.1",
-            "Authorization": "AWS4-HMAC-SHA256 Credential=bench/20260101/us-east-1/kms/"
-            "aws4_request, SignedHeaders=host;x-amz-date;x-amz-target, Signature=0",
-        },
+    key_id = kms_client(url).create_key()["KeyMetadata"]["KeyId"]
+    moto_encrypt = kms_request(
+        url, "Encrypt", {"KeyId": key_id, "Plaintext": base64.b64encode(plaintext).decode()}
     )
     warm_up(encrypt, tmp_path)
     warm_up(moto_encrypt, tmp_path)
@@ -491,3 +502,85 @@ def test_throughput_with_two_workers_is_1_7x_one(
         met=scaling >= MIN_SCALING,
     )
     assert scaling >= MIN_SCALING, scaling
+
+
+def test_peer_comparison_with_moto_kms(
+    endpoint: Endpoint,
+    moto: tuple[str, psutil.Process],
+    tmp_path: Path,
+    bench_report: BenchReport,
+) -> None:
+    """Encrypt, Decrypt and Sign through the vault endpoint (HTTPS) and through moto's KMS
+    server (plain HTTP) with the same client concurrency: server CPU per request and
+    throughput, each pair of rounds side by side."""
+    plaintext, digest = os.urandom(1024), hashlib.sha256(b"benchmark").digest()
+    url, moto_process = moto
+    kms = kms_client(url)
+    aes = kms.create_key()["KeyMetadata"]["KeyId"]
+    rsa_key = kms.create_key(KeySpec="RSA_2048", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["KeyId"]
+    blob = kms.encrypt(KeyId=aes, Plaintext=plaintext)["CiphertextBlob"]
+    sealed = json.loads(
+        requests.post(
+            f"{endpoint.vault_url}/keys/bench-oct//encrypt?api-version=2025-07-01",
+            json={"alg": "A256GCM", "value": b64url(plaintext)},
+            headers={"Authorization": f"Bearer {endpoint.token}"},
+            verify=str(endpoint.tls.ca_certificate),
+            timeout=10,
+        ).content
+    )
+    pairs = {
+        "Encrypt (AES-256-GCM, 1 KiB)": (
+            endpoint.request(
+                "/keys/bench-oct//encrypt", {"alg": "A256GCM", "value": b64url(plaintext)}
+            ),
+            kms_request(
+                url, "Encrypt", {"KeyId": aes, "Plaintext": base64.b64encode(plaintext).decode()}
+            ),
+        ),
+        "Decrypt (AES-256-GCM, 1 KiB)": (
+            endpoint.request(
+                "/keys/bench-oct//decrypt",
+                {
+                    "alg": "A256GCM",
+                    "value": sealed["value"],
+                    "iv": sealed["iv"],
+                    "tag": sealed["tag"],
+                },
+            ),
+            kms_request(url, "Decrypt", {"CiphertextBlob": base64.b64encode(blob).decode()}),
+        ),
+        "Sign (RSA-2048 PKCS#1 v1.5 SHA-256, digest)": (
+            endpoint.request("/keys/bench-rsa//sign", {"alg": "RS256", "value": b64url(digest)}),
+            kms_request(
+                url,
+                "Sign",
+                {
+                    "KeyId": rsa_key,
+                    "Message": base64.b64encode(digest).decode(),
+                    "MessageType": "DIGEST",
+                    "SigningAlgorithm": "RSASSA_PKCS1_V1_5_SHA_256",
+                },
+            ),
+        ),
+    }
+    rows = []
+    for operation, (ours_request, theirs_request) in pairs.items():
+        warm_up(ours_request, tmp_path)
+        warm_up(theirs_request, tmp_path)
+        ours, theirs, ratios = [], [], []
+        for _ in range(ROUNDS // 2):
+            ours.append(drive(endpoint.process, ours_request, tmp_path))
+            theirs.append(drive(moto_process, theirs_request, tmp_path))
+            ratios.append(ours[-1].cpu_per_request_ms / theirs[-1].cpu_per_request_ms)
+        mine, peer = median_load(ours), median_load(theirs)
+        rows.append(
+            f"| {operation} | {mine.cpu_per_request_ms:.3f} ms, "
+            f"{mine.requests / mine.seconds:,.0f} req/s | {peer.cpu_per_request_ms:.3f} ms, "
+            f"{peer.requests / peer.seconds:,.0f} req/s | {statistics.median(ratios):.2f} |"
+        )
+    table = (
+        "| operation | kvconsole: server CPU per request, throughput | moto KMS: the same "
+        "| CPU ratio |\n|---|---|---|---|\n" + "\n".join(rows)
+    )
+    print(f"\nAgainst moto's KMS server, {CONNECTIONS} connections:\n{table}")
+    bench_report.section("Peer comparison: moto's KMS server", table)
