@@ -1,12 +1,13 @@
 """The vault endpoint under load: server CPU per request, against raw `cryptography` and
 against moto's KMS server, measured in the same run.
 
-A real deployment on disk, served over HTTPS by granian (one worker with one Python thread:
-on two cores shared with the load generator, more only add contention), is driven by wrk over
-kept-alive connections. The server's CPU time is read from its processes' accounting (psutil)
-before and after each timed window and divided by the requests it answered, so the clients'
-own cost on the same two cores does not blur the figure. Throughput and p50/p99 latency are
-reported beside it.
+A production deployment on SQLite is served over HTTPS by the production server
+(`python -m kvconsole.serve`: granian, one worker of one thread unless a test asks for more;
+on two cores shared with the load generator, more only add contention) and driven by wrk
+over kept-alive connections. The server's CPU time is read from its processes' accounting
+(psutil) before and after each timed window and divided by the requests it answered, so the
+clients' own cost on the same two cores does not blur the figure. Throughput and p50/p99
+latency are reported beside it.
 
 The machine's speed drifts by a third from one second to the next (it shares its host), so
 each figure is the median of many one-second rounds, and each round is compared with a
@@ -14,10 +15,11 @@ baseline measured right beside it: raw signs just before and just after it, or m
 in the next second. Both sides of each ratio are averages over the round.
 
 Targets (the issue's):
-* RSA-2048 RS256 sign through the endpoint: server CPU per request at most 3x the CPU of one
-  `cryptography` sign with a loaded key.
-* A256GCM encrypt of 1 KiB: server CPU per request at most half of moto's per Encrypt, with
-  the same client concurrency.
+* RSA-2048 RS256 sign through the production server: server CPU per request at most 2.5x the
+  CPU of one `cryptography` sign with a loaded key.
+* A256GCM encrypt of 1 KiB: server CPU per request at most a third of moto's per Encrypt,
+  with the same client concurrency.
+* Throughput with 2 workers at least 1.7x that of 1 worker, wrk's own CPU shown beside it.
 """
 
 import base64
@@ -46,12 +48,15 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from kvconsole import devtls
 from tests.benchmarks.conftest import BenchReport
-from tests.processes import ROOT, make_deployment, run_kv
+from tests.processes import ROOT, run_kv
+from tests.production import prepare, production_environment
 
 CONNECTIONS = 8
 ROUNDS = 12
 SECONDS = 1
 VAULT = "bench-vault"
+MAX_SIGN_RATIO = 2.5
+MAX_MOTO_RATIO = 1 / 3
 
 
 def free_port() -> int:
@@ -162,41 +167,18 @@ def median_load(loads: list[Load]) -> Load:
     return sorted(loads, key=lambda load: load.cpu_per_request_ms)[len(loads) // 2]
 
 
-def start_server(
-    environment: dict[str, str], port: int, tls: devtls.TlsFiles, workers: int
-) -> subprocess.Popen[bytes]:
-    """granian serving the deployment over HTTPS with `workers` processes of one thread."""
+def start_server(environment: dict[str, str], workers: int) -> subprocess.Popen[bytes]:
+    """The production server (`python -m kvconsole.serve`, which becomes granian) with
+    `workers` processes of one thread each."""
     server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "granian",
-            "--interface",
-            "wsgi",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--ssl-certificate",
-            str(tls.certificate),
-            "--ssl-keyfile",
-            str(tls.private_key),
-            "--workers",
-            str(workers),
-            "--blocking-threads",
-            "1",
-            "--no-ws",
-            "--log-level",
-            "warning",
-            "kvconsole.wsgi:application",
-        ],
+        [sys.executable, "-m", "kvconsole.serve"],
         cwd=ROOT,
-        env=environment,
+        env={**environment, "KVCONSOLE_WORKERS": str(workers)},
         # Its JSON log lines (two a request) are written, as a log collector would take
         # them, but not shown.
         stdout=subprocess.DEVNULL,
     )
-    wait_for(port, server)
+    wait_for(int(environment["KVCONSOLE_PORT"]), server)
     return server
 
 
@@ -210,8 +192,7 @@ class Endpoint:
     vault_url: str
     token: str
     environment: dict[str, str]
-    port: int
-    tls: devtls.TlsFiles
+    ca_certificate: Path
     server: subprocess.Popen[bytes]
 
     @property
@@ -229,12 +210,12 @@ class Endpoint:
     def workers(self, count: int) -> Iterator[psutil.Process]:
         """The same deployment served by `count` workers meanwhile (then by one again)."""
         stop_server(self.server)
-        self.server = start_server(self.environment, self.port, self.tls, count)
+        self.server = start_server(self.environment, count)
         try:
             yield self.process
         finally:
             stop_server(self.server)
-            self.server = start_server(self.environment, self.port, self.tls, 1)
+            self.server = start_server(self.environment, 1)
 
 
 def b64url(data: bytes) -> str:
@@ -243,18 +224,24 @@ def b64url(data: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
+    """A production deployment on SQLite (the embedded database), served over HTTPS."""
     directory = tmp_path_factory.mktemp("endpoint")
     port = free_port()
+    tls = devtls.ensure(directory / "tls", ["localhost"], ["127.0.0.1"])
     environment = {
-        **make_deployment(directory),
-        "KVCONSOLE_VAULT_PORT": str(port),
-        "KVCONSOLE_CONSOLE_HOST": f"localhost:{port}",
+        **production_environment(directory, port=port),
+        "KVCONSOLE_TLS_CERT": str(tls.certificate),
+        "KVCONSOLE_TLS_KEY": str(tls.private_key),
+        # One thread a worker: the operations measured are CPU-bound, and more threads in
+        # one process only contend for its interpreter (README, Production).
+        "KVCONSOLE_THREADS": "1",
         # Out of the way: a second at full speed is past Azure's 4,000 requests per 10 s.
         # The limiter still runs and counts every request (tests/benchmarks/test_rate_limit.py
         # measures what it costs).
         "KVCONSOLE_RATE_LIMIT_VAULT": str(10**9),
         "KVCONSOLE_RATE_LIMIT_PRINCIPAL": str(10**9),
     }
+    prepare(environment)
     for command in (
         ("group", "create", "--name", "bench-rg", "--location", "westeurope"),
         ("vault", "create", "--name", VAULT, "--resource-group", "bench-rg"),
@@ -286,24 +273,21 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
         ).returncode
         == 0
     )
-    tls = devtls.ensure(directory / "tls", ["localhost"], ["127.0.0.1"])
     endpoint = Endpoint(
         f"https://127.0.0.1:{port}",
         "",
         environment,
-        port,
-        tls,
-        start_server(environment, port, tls, 1),
+        tls.ca_certificate,
+        start_server(environment, 1),
     )
     try:
-        tenant = (directory / "tenant-id").read_text().strip()
         endpoint.token = requests.post(
-            f"https://localhost:{port}/{tenant}/oauth2/v2.0/token",
+            f"https://localhost:{port}/{environment['KVCONSOLE_TENANT_ID']}/oauth2/v2.0/token",
             data={
                 "grant_type": "client_credentials",
                 "client_id": client_id,
                 "client_secret": secret["password"],
-                "scope": f"https://vault.localhost:{port}/.default",
+                "scope": f"https://{environment['KVCONSOLE_VAULT_HOST_SUFFIX']}:{port}/.default",
             },
             verify=str(tls.ca_certificate),
             timeout=10,
@@ -340,7 +324,7 @@ def raw_sign_ms(private_key: rsa.RSAPrivateKey, digest: bytes) -> float:
     return (time.process_time() - started) / 100 * 1000
 
 
-def test_rsa_sign_costs_at_most_three_raw_signs(
+def test_rsa_sign_costs_at_most_2_5_raw_signs(
     endpoint: Endpoint, tmp_path: Path, bench_report: BenchReport
 ) -> None:
     digest = hashlib.sha256(b"benchmark").digest()
@@ -358,12 +342,12 @@ def test_rsa_sign_costs_at_most_three_raw_signs(
         against_faster.append(load.cpu_per_request_ms / min(before, after))
     ratio = statistics.median(ratios)
     print(
-        f"\nRSA-2048 RS256 sign over HTTPS, {CONNECTIONS} connections, "
-        f"{ROUNDS} rounds of {SECONDS} s\n"
+        f"\nRSA-2048 RS256 sign through the production server over HTTPS, "
+        f"{CONNECTIONS} connections, {ROUNDS} rounds of {SECONDS} s\n"
         f"{median_load(loads).line('kvconsole /sign')}\n"
         f"  cryptography sign, loaded key      {statistics.median(raws):6.3f} ms CPU\n"
         f"  ratio per round                    {' '.join(f'{r:.2f}' for r in ratios)}\n"
-        f"  ratio (median)                     {ratio:6.2f}   (target <= 3)\n"
+        f"  ratio (median)                     {ratio:6.2f}   (target <= {MAX_SIGN_RATIO})\n"
         # The stricter reading, for comparison: each round against the faster of its two
         # raw samples rather than their mean.
         f"  against the faster raw sample      {statistics.median(against_faster):6.2f}"
@@ -373,10 +357,10 @@ def test_rsa_sign_costs_at_most_three_raw_signs(
         measured=f"{statistics.median(load.cpu_per_request_ms for load in loads):.3f} ms",
         baseline=f"{statistics.median(raws):.3f} ms raw cryptography sign",
         ratio=ratio,
-        target="<= 3",
-        met=ratio <= 3,
+        target=f"<= {MAX_SIGN_RATIO}",
+        met=ratio <= MAX_SIGN_RATIO,
     )
-    assert ratio <= 3
+    assert ratio <= MAX_SIGN_RATIO
 
 
 def kms_client(url: str) -> Any:
@@ -404,7 +388,7 @@ def kms_request(url: str, action: str, body: dict[str, str]) -> Request:
     )
 
 
-def test_aes_gcm_encrypt_costs_at_most_half_of_moto(
+def test_aes_gcm_encrypt_costs_at_most_a_third_of_moto(
     endpoint: Endpoint,
     moto: tuple[str, psutil.Process],
     tmp_path: Path,
@@ -432,7 +416,7 @@ def test_aes_gcm_encrypt_costs_at_most_half_of_moto(
         f"{median_load(ours).line('kvconsole A256GCM over HTTPS')}\n"
         f"{median_load(theirs).line('moto KMS Encrypt over HTTP')}\n"
         f"  ratio per round                    {' '.join(f'{r:.2f}' for r in ratios)}\n"
-        f"  ratio (median)                     {ratio:6.2f}   (target <= 0.5)"
+        f"  ratio (median)                     {ratio:6.2f}   (target <= 1/3)"
     )
     bench_report.ratio(
         "A256GCM encrypt of 1 KiB through the vault endpoint, server CPU per request",
@@ -440,10 +424,10 @@ def test_aes_gcm_encrypt_costs_at_most_half_of_moto(
         baseline=f"{statistics.median(load.cpu_per_request_ms for load in theirs):.3f} ms "
         "moto KMS Encrypt",
         ratio=ratio,
-        target="<= 0.5",
-        met=ratio <= 0.5,
+        target="<= 1/3",
+        met=ratio <= MAX_MOTO_RATIO,
     )
-    assert ratio <= 0.5
+    assert ratio <= MAX_MOTO_RATIO
 
 
 SCALING_WORKERS = (1, 2, 4)
@@ -524,7 +508,7 @@ def test_peer_comparison_with_moto_kms(
             f"{endpoint.vault_url}/keys/bench-oct//encrypt?api-version=2025-07-01",
             json={"alg": "A256GCM", "value": b64url(plaintext)},
             headers={"Authorization": f"Bearer {endpoint.token}"},
-            verify=str(endpoint.tls.ca_certificate),
+            verify=str(endpoint.ca_certificate),
             timeout=10,
         ).content
     )
