@@ -3,11 +3,9 @@
 (read-only, with a requeue action for dead-lettered ones that calls the service)."""
 
 from typing import Any
-from weakref import WeakKeyDictionary
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
@@ -17,16 +15,12 @@ from django.urls import URLPattern, path, reverse
 from django.utils.cache import add_never_cache_headers
 
 from accounts.models import User
-from kvconsole.admin import CappedCountPaginator, InspectionAdmin
+from kvconsole.admin import CappedCountPaginator, InspectionAdmin, ServiceAdmin
 from kvconsole.errors import ServiceError
 
 from . import services
 from .models import AlertRule, Event, Notification
 from .services.alerts import SUBSCRIBABLE_EVENT_TYPES
-
-# Refusals seen while serving a request: the add and change views go on to log and to
-# report success after save_model, and must not for a refused call.
-_refusals: WeakKeyDictionary[HttpRequest, ServiceError] = WeakKeyDictionary()
 
 
 @admin.register(Event)
@@ -72,9 +66,9 @@ class AlertRuleForm(forms.ModelForm):
 
 
 @admin.register(AlertRule)
-class AlertRuleAdmin(admin.ModelAdmin):
-    """Rules change only through the services, which authorize and record; refusals are
-    shown as messages. A webhook's signing secret is shown on its own page, never cached."""
+class AlertRuleAdmin(ServiceAdmin):
+    """Rules change only through the services (ServiceAdmin). A webhook's signing secret is
+    shown on its own page, never cached."""
 
     form = AlertRuleForm
     list_display = ("name", "scope", "channel", "target", "event_type_names", "enabled")
@@ -101,103 +95,51 @@ class AlertRuleAdmin(admin.ModelAdmin):
 
     # --- add, change, delete through the services ---
 
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+    def service_save(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> AlertRule:
         actor = _actor(request)
         data = form.cleaned_data
-        try:
-            if change:
-                saved = services.alert_rule_update(
-                    actor=actor,
-                    name=obj.name,
-                    **{
-                        field: data[field]
-                        for field in (
-                            "enabled",
-                            "event_types",
-                            "target",
-                            "schema",
-                            "attempts",
-                            "window_seconds",
-                        )
-                        if field in form.changed_data
-                    },
-                )
-            else:
-                saved = services.alert_rule_create(
-                    actor=actor,
-                    name=data["name"],
-                    resource_group=data["resource_group"],
-                    vault_name=data["vault_name"],
-                    key_name=data["key_name"],
-                    event_types=data["event_types"],
-                    channel=data["channel"],
-                    target=data["target"],
-                    schema=data["schema"],
-                    attempts=data["attempts"],
-                    window_seconds=data["window_seconds"],
-                    enabled=data["enabled"],
-                ).rule
-        except ServiceError as error:
-            _refusals[request] = error
-            return
-        # The admin goes on with `obj` (to log it and redirect to it): make it the saved row.
-        for field in AlertRule._meta.concrete_fields:
-            setattr(obj, field.attname, getattr(saved, field.attname))
-        obj._state.adding, obj._state.db = False, saved._state.db
+        if change:
+            return services.alert_rule_update(
+                actor=actor,
+                name=obj.name,
+                **{
+                    field: data[field]
+                    for field in (
+                        "enabled",
+                        "event_types",
+                        "target",
+                        "schema",
+                        "attempts",
+                        "window_seconds",
+                    )
+                    if field in form.changed_data
+                },
+            )
+        return services.alert_rule_create(
+            actor=actor,
+            name=data["name"],
+            resource_group=data["resource_group"],
+            vault_name=data["vault_name"],
+            key_name=data["key_name"],
+            event_types=data["event_types"],
+            channel=data["channel"],
+            target=data["target"],
+            schema=data["schema"],
+            attempts=data["attempts"],
+            window_seconds=data["window_seconds"],
+            enabled=data["enabled"],
+        ).rule
 
-    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
-        return None if request in _refusals else super().log_addition(request, obj, message)
-
-    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
-        return None if request in _refusals else super().log_change(request, obj, message)
+    def service_delete(self, request: HttpRequest, obj: Any) -> None:
+        services.alert_rule_delete(actor=_actor(request), name=obj.name)
 
     def response_add(
         self, request: HttpRequest, obj: Any, post_url_continue: str | None = None
     ) -> HttpResponse:
-        if request in _refusals:
-            return self._refused(request)
-        if obj.channel == AlertRule.Channel.WEBHOOK:
+        if not self.refused(request) and obj.channel == AlertRule.Channel.WEBHOOK:
             # Straight to the page that shows the new webhook's signing secret.
             return HttpResponseRedirect(reverse("admin:vaults_alertrule_secret", args=(obj.pk,)))
         return super().response_add(request, obj, post_url_continue)
-
-    def response_change(self, request: HttpRequest, obj: Any) -> HttpResponse:
-        if request in _refusals:
-            return self._refused(request)
-        return super().response_change(request, obj)
-
-    def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
-        # Logged once the service has deleted (in _delete), so refusals are not logged.
-        return None
-
-    def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        self._delete(request, [obj])
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._delete(request, list(queryset))
-
-    def _delete(self, request: HttpRequest, rules: list[AlertRule]) -> None:
-        actor = _actor(request)
-        deleted = []
-        for rule in rules:
-            try:
-                services.alert_rule_delete(actor=actor, name=rule.name)
-            except ServiceError as error:
-                _refusals[request] = error
-                self.message_user(request, f"{rule.name}: {error.message}", messages.ERROR)
-            else:
-                deleted.append(rule)
-        if deleted:
-            LogEntry.objects.log_actions(user_id=actor.pk, queryset=deleted, action_flag=DELETION)
-
-    def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
-        if request in _refusals:
-            return HttpResponseRedirect(_change_url(obj_id))
-        return super().response_delete(request, obj_display, obj_id)
-
-    def _refused(self, request: HttpRequest) -> HttpResponse:
-        self.message_user(request, _refusals[request].message, messages.ERROR)
-        return HttpResponseRedirect(request.get_full_path())
 
     # --- the signing secret ---
 

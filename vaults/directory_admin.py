@@ -6,11 +6,9 @@ services, which authorize and record activity in `vaults`; `accounts` may not im
 
 from typing import Any
 from uuid import UUID
-from weakref import WeakKeyDictionary
 
 from django import forms
 from django.contrib import admin, messages
-from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.admin.options import InlineModelAdmin
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
@@ -23,6 +21,7 @@ from django.utils.html import format_html
 
 from accounts.certificates import MAX_CERTIFICATE_BYTES
 from accounts.models import Application, CertificateCredential, ClientSecret, User
+from kvconsole.admin import ServiceAdmin
 from kvconsole.errors import ServiceError
 
 from . import services
@@ -106,16 +105,9 @@ class CertificateAddForm(forms.Form):
     description = forms.CharField(max_length=120, required=False)
 
 
-# Refusals seen while serving a request: the add and change views go on to log and to
-# report success after save_model, and must not for a refused call.
-_refusals: WeakKeyDictionary[HttpRequest, ServiceError] = WeakKeyDictionary()
-
-
 @admin.register(Application)
-class ApplicationAdmin(admin.ModelAdmin):
-    """Applications change only through the services, which authorize and record; refusals
-    are shown as messages. The admin's own transaction around the add, change and delete
-    views still commits when a service refuses, so the refusal's activity entry is kept."""
+class ApplicationAdmin(ServiceAdmin):
+    """Applications change only through the services (ServiceAdmin)."""
 
     list_display = ("display_name", "client_id", "enabled", "owner", "created_at")
     list_filter = ("enabled",)
@@ -146,82 +138,21 @@ class ApplicationAdmin(admin.ModelAdmin):
 
     # --- add, change, delete through the services ---
 
-    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+    def service_save(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> Application:
         actor = _actor(request)
-        try:
-            if change:
-                saved = services.application_update(
-                    actor=actor,
-                    client_id=str(obj.client_id),
-                    display_name=_changed(form, "display_name"),
-                    enabled=_changed(form, "enabled"),
-                )
-            else:
-                saved = services.application_create(
-                    actor=actor, display_name=form.cleaned_data["display_name"]
-                )
-        except ServiceError as error:
-            _refusals[request] = error
-            return
-        # The admin goes on with `obj` (to log it and redirect to it): make it the saved row.
-        for field in Application._meta.concrete_fields:
-            setattr(obj, field.attname, getattr(saved, field.attname))
-        obj._state.adding, obj._state.db = False, saved._state.db
+        if change:
+            return services.application_update(
+                actor=actor,
+                client_id=str(obj.client_id),
+                display_name=_changed(form, "display_name"),
+                enabled=_changed(form, "enabled"),
+            )
+        return services.application_create(
+            actor=actor, display_name=form.cleaned_data["display_name"]
+        )
 
-    def log_addition(self, request: HttpRequest, obj: Any, message: Any) -> Any:
-        return None if request in _refusals else super().log_addition(request, obj, message)
-
-    def log_change(self, request: HttpRequest, obj: Any, message: Any) -> Any:
-        return None if request in _refusals else super().log_change(request, obj, message)
-
-    def response_add(
-        self, request: HttpRequest, obj: Any, post_url_continue: str | None = None
-    ) -> HttpResponse:
-        if request in _refusals:
-            return self._refused(request, request.get_full_path())
-        return super().response_add(request, obj, post_url_continue)
-
-    def response_change(self, request: HttpRequest, obj: Any) -> HttpResponse:
-        if request in _refusals:
-            return self._refused(request, request.get_full_path())
-        return super().response_change(request, obj)
-
-    def log_deletions(self, request: HttpRequest, queryset: Any) -> Any:
-        # Django logs deletions before making them; here they are logged once the service
-        # has deleted (in delete_model and delete_queryset), so refusals are not logged.
-        return None
-
-    def delete_model(self, request: HttpRequest, obj: Any) -> None:
-        self._delete(request, [obj])
-
-    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
-        self._delete(request, list(queryset))
-
-    def _delete(self, request: HttpRequest, applications: list[Application]) -> None:
-        actor = _actor(request)
-        deleted = []
-        for application in applications:
-            try:
-                services.application_delete(actor=actor, client_id=str(application.client_id))
-            except ServiceError as error:
-                _refusals[request] = error
-                self.message_user(
-                    request, f"{application.display_name}: {error.message}", messages.ERROR
-                )
-            else:
-                deleted.append(application)
-        if deleted:
-            LogEntry.objects.log_actions(user_id=actor.pk, queryset=deleted, action_flag=DELETION)
-
-    def response_delete(self, request: HttpRequest, obj_display: str, obj_id: Any) -> HttpResponse:
-        if request in _refusals:
-            # The refusal was reported by _delete; back to the application, which still exists.
-            return HttpResponseRedirect(_change_url(obj_id))
-        return super().response_delete(request, obj_display, obj_id)
-
-    def _refused(self, request: HttpRequest, url: str) -> HttpResponse:
-        self.message_user(request, _refusals[request].message, messages.ERROR)
-        return HttpResponseRedirect(url)
+    def service_delete(self, request: HttpRequest, obj: Any) -> None:
+        services.application_delete(actor=_actor(request), client_id=str(obj.client_id))
 
     # --- credentials ---
 
