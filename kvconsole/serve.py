@@ -1,14 +1,15 @@
 """`make serve` (`python -m kvconsole.serve`): the production server.
 
 Loads the settings in production mode (which refuse development defaults), migrates the
-database, collects the static files for WhiteNoise, then becomes granian: several worker
-processes, HTTPS with the given certificate, or plain HTTP only behind a trusted proxy.
-Workers that die are started again.
+database, collects the static files for WhiteNoise, empties the directory where the workers
+keep their metrics, then becomes granian: several worker processes, HTTPS with the given
+certificate, or plain HTTP only behind a trusted proxy. Workers that die are started again.
 """
 
 import os
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
 
@@ -63,6 +64,15 @@ def granian_command(environ: Mapping[str, str]) -> list[str]:
     return [*command, "kvconsole.wsgi:application"]
 
 
+def metrics_directory(path: Path) -> Path:
+    """`path`, made ready for prometheus_client's multiprocess mode: created, and emptied of
+    the values a previous run left there, which it would otherwise add to this run's."""
+    path.mkdir(parents=True, exist_ok=True)
+    for left in path.glob("*.db"):
+        left.unlink()
+    return path
+
+
 def main() -> None:
     os.environ.setdefault("KVCONSOLE_ENV", "production")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "kvconsole.settings")
@@ -85,6 +95,12 @@ def main() -> None:
     if missing:
         sys.exit("kvconsole will not start:\n" + "\n".join(f"  - {line}" for line in missing))
     call_command("collectstatic", interactive=False, verbosity=0)
+    # Every worker writes its metrics there, and any worker's answer to a scrape adds them up.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(
+        metrics_directory(
+            Path(os.environ.get("PROMETHEUS_MULTIPROC_DIR") or settings.VAR_DIR / "metrics")
+        )
+    )
     # granian takes the place of this process, so a service manager signals it directly.
     os.execv(command[0], command)  # noqa: S606 (the command line is ours, no shell)
 
