@@ -59,9 +59,11 @@ $(JS_SDK): tests/js/package.json tests/js/package-lock.json
 
 # The whole suite twice: on SQLite, then on a throwaway PostgreSQL cluster that
 # tests/postgres.py starts (Debian: apt-get install postgresql) and removes afterwards.
+# Each run is shared out between TEST_WORKERS processes (pytest-xdist), one per core.
+TEST_WORKERS ?= 2
 test: lint $(JS_SDK)
-	env -u DATABASE_URL $(PY) -m pytest
-	$(PY) -m tests.postgres $(PY) -m pytest
+	env -u DATABASE_URL $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
+	$(PY) -m tests.postgres $(PY) -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 # Benchmarks use a database file (WAL mode), as a deployment does, not an in-memory one.
 bench: $(VENV)/.installed

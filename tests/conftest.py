@@ -3,7 +3,9 @@
 Key files live in a per-session temporary directory, never in the developer's var/.
 """
 
+import fcntl
 import io
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +60,23 @@ def key_files(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield directory
     for name, value in zip(names, original, strict=True):
         setattr(settings, name, value)
+
+
+@pytest.fixture(autouse=True)
+def _alone_if_marked(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
+    """Under pytest-xdist, a test marked `alone` waits until no other worker is running a test,
+    and the others wait for it: its real processes race or are timed, and must not share the
+    cores with another test's work. Every test holds a shared lock, `alone` an exclusive one."""
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield
+        return
+    # The workers' temporary directories are side by side in the run's own.
+    with (tmp_path_factory.getbasetemp().parent / "alone.lock").open("a") as lock:
+        alone = request.node.get_closest_marker("alone") is not None
+        fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -231,6 +231,7 @@ def two_workers(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_workers_metrics_add_up_whichever_worker_is_scraped(
     two_workers: tuple[str, Path],
 ) -> None:

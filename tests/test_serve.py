@@ -115,6 +115,7 @@ def test_the_server_runs_two_workers(https_server: Served) -> None:
     assert len(server.children()) == 2
 
 
+@pytest.mark.alone
 def test_the_workers_share_their_metrics_from_a_fresh_directory(https_server: Served) -> None:
     metrics = Path(https_server.env["KVCONSOLE_VAR_DIR"]) / "metrics"
     assert not (metrics / "counter_1.db").exists()

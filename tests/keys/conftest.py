@@ -5,11 +5,21 @@ from collections.abc import Callable, Iterator
 import pytest
 from azure.keyvault.keys import KeyClient, KeyVaultKey
 from azure.keyvault.keys.crypto import CryptographyClient
+from schemathesis.pytest.plugin import SchemathesisFunction
 
 from accounts.models import User
 from tests.keys.hostile import Target, connection_kept, make_target
 from tests.sdk import RegisteredApp, Sdk
 from vaults.models import Vault
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each fuzzed operation gets a test id of its own (schemathesis gives all of them the
+    test function's): pytest-xdist, which `make test` runs the suite with, tells tests apart
+    by id and would run only one of them."""
+    for item in items:
+        if isinstance(item, SchemathesisFunction) and item._id.params is None:
+            item._id = item._id.with_params(item.operation_label)
 
 
 @pytest.fixture

@@ -231,6 +231,7 @@ print(json.dumps({
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_two_runs_at_once_raise_each_notice_once(tmp_path: Path) -> None:
     keys = 1000
     deployment = make_deployment(tmp_path)

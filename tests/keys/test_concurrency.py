@@ -118,6 +118,7 @@ def version_ids(deployment: dict[str, str], vault_name: str) -> set[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_keys_created_with_one_name_at_once_are_each_one_key(tmp_path: Path) -> None:
     """Two processes create the same 40 names in the same order at the same moment. Each
     call either adds a version (the first makes the key) or, when the other process is
@@ -145,6 +146,7 @@ def test_keys_created_with_one_name_at_once_are_each_one_key(tmp_path: Path) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_one_backup_restored_twice_at_once_is_restored_once(tmp_path: Path) -> None:
     """Two processes restore the same 15 backups into one vault in the same order at the
     same moment: each key is restored by exactly one of them, whole, and refused to the
@@ -165,6 +167,7 @@ def test_one_backup_restored_twice_at_once_is_restored_once(tmp_path: Path) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_master_key_rotation_while_versions_are_written_leaves_none_behind(
     tmp_path: Path,
 ) -> None:

@@ -55,6 +55,7 @@ def signs(deployment: dict[str, str], version: str) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_rotation_killed_midway_keeps_every_key_usable_and_resumes(tmp_path: Path) -> None:
     deployment = make_deployment(tmp_path)
     subprocess.run(

@@ -199,6 +199,7 @@ WORKER = textwrap.dedent(
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_processes_draw_on_one_budget(tmp_path: Path) -> None:
     table = tmp_path / "table"
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "kvconsole.settings"}

@@ -413,6 +413,7 @@ def rotate_due_entries(deployment: dict[str, str]) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_two_runs_at_once_rotate_each_due_key_exactly_once(tmp_path: Path) -> None:
     keys = 60
     deployment = due_deployment(tmp_path, keys)
@@ -436,6 +437,7 @@ def test_two_runs_at_once_rotate_each_due_key_exactly_once(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_killed_midway_leaves_no_half_made_version_and_the_next_run_finishes(
     tmp_path: Path,
 ) -> None:

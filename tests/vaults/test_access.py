@@ -312,7 +312,15 @@ def test_role_is_named_by_name_in_any_case_or_by_id(world: World, role: str) -> 
     assert str(assign("alice", role, VAULT_A).role_id) == role_id(CRYPTO_USER)
 
 
-@pytest.mark.parametrize("role", ["Key Vault Crypto Superuser", "Contributor", str(uuid.uuid4())])
+# The random id is named, so that every pytest-xdist worker collects the same tests.
+@pytest.mark.parametrize(
+    "role",
+    [
+        "Key Vault Crypto Superuser",
+        "Contributor",
+        pytest.param(str(uuid.uuid4()), id="unknown-role-id"),
+    ],
+)
 def test_unknown_role_is_a_bad_parameter(world: World, system: User, role: str) -> None:
     person("alice")
     before = grant_state()
@@ -494,7 +502,9 @@ def test_ambiguous_assignee_is_a_bad_parameter(world: World, system: User) -> No
     assert not RoleAssignment.objects.exists()
 
 
-@pytest.mark.parametrize("assignee", ["nobody", str(uuid.uuid4())])
+@pytest.mark.parametrize(
+    "assignee", ["nobody", pytest.param(str(uuid.uuid4()), id="unknown-object-id")]
+)
 def test_unknown_assignee_is_a_bad_parameter(world: World, system: User, assignee: str) -> None:
     with pytest.raises(BadParameter) as bad:
         services.role_assignment_create(actor=system, assignee=assignee, role=READER, scope=VAULT_A)

@@ -338,6 +338,7 @@ def test_requeue_refusals(personas: Personas, system: User) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_the_loop_delivers_as_events_happen_and_stops_cleanly_on_sigterm(
     tmp_path: Path, tls: devtls.TlsFiles
 ) -> None:

@@ -346,6 +346,7 @@ def test_only_deployment_principals_run_the_worker(outsider: User) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.alone
 def test_two_worker_processes_at_once_send_each_notification_once(
     tmp_path: Path, tls: devtls.TlsFiles, receiver: WebhookReceiver
 ) -> None:
