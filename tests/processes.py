@@ -53,7 +53,7 @@ def make_deployment(directory: Path) -> dict[str, str]:
     env = _environment(directory)
     template = _template()
     if server := os.environ.get("DATABASE_URL"):
-        env["DATABASE_URL"] = _create_database(server, template=template.database)
+        env["DATABASE_URL"] = create_database(server, template=template.database)
     else:
         shutil.copyfile(template.directory / DATABASE_FILE, directory / DATABASE_FILE)
     subprocess.run(manage_py("migrate", "-v0"), cwd=ROOT, env=env, check=True)
@@ -80,7 +80,7 @@ def _template() -> _Template:
     env = _environment(directory)
     database = None
     if server := os.environ.get("DATABASE_URL"):
-        env["DATABASE_URL"] = _create_database(server)
+        env["DATABASE_URL"] = create_database(server)
         database = _created[-1]
     subprocess.run(manage_py("migrate", "-v0"), cwd=ROOT, env=env, check=True)
     if database is None:
@@ -92,7 +92,7 @@ def _template() -> _Template:
     return _templates[0]
 
 
-def _create_database(server_url: str, *, template: str | None = None) -> str:
+def create_database(server_url: str, *, template: str | None = None) -> str:
     """A new database on the server of `server_url`, empty or a copy of `template`, and its
     URL."""
     name = f"kvconsole_deployment_{uuid.uuid4().hex[:16]}"

@@ -48,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 
 from kvconsole import devtls
 from tests.benchmarks.conftest import BenchReport
-from tests.processes import ROOT, run_kv
+from tests.processes import ROOT, create_database, run_kv
 from tests.production import prepare, production_environment
 
 CONNECTIONS = 8
@@ -224,7 +224,8 @@ def b64url(data: bytes) -> str:
 
 @pytest.fixture(scope="module")
 def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
-    """A production deployment on SQLite (the embedded database), served over HTTPS."""
+    """A production deployment served over HTTPS: on SQLite (the embedded database), or on
+    the suite's PostgreSQL server when there is one (`python -m tests.postgres ...`)."""
     directory = tmp_path_factory.mktemp("endpoint")
     port = free_port()
     tls = devtls.ensure(directory / "tls", ["localhost"], ["127.0.0.1"])
@@ -241,6 +242,8 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
         "KVCONSOLE_RATE_LIMIT_VAULT": str(10**9),
         "KVCONSOLE_RATE_LIMIT_PRINCIPAL": str(10**9),
     }
+    if server := os.environ.get("DATABASE_URL"):
+        environment["DATABASE_URL"] = create_database(server)
     prepare(environment)
     for command in (
         ("group", "create", "--name", "bench-rg", "--location", "westeurope"),
@@ -472,13 +475,14 @@ def test_throughput_with_two_workers_is_1_7x_one(
         f"{latency[workers]:.1f} ms | {client_cores[workers]:.2f} |"
         for workers in SCALING_WORKERS
     )
+    database = "PostgreSQL" if endpoint.environment.get("DATABASE_URL") else "SQLite"
     print(
         f"\nRSA-2048 sign, {SCALING_CONNECTIONS} connections, median of {ROUNDS} rounds of "
-        f"{SECONDS} s, on {os.cpu_count()} CPUs:\n{table}"
+        f"{SECONDS} s, on {os.cpu_count()} CPUs, {database}:\n{table}"
     )
-    bench_report.section("Vault endpoint throughput by workers (RSA-2048 sign)", table)
+    bench_report.section(f"Vault endpoint throughput by workers (RSA-2048 sign, {database})", table)
     bench_report.ratio(
-        "Vault endpoint throughput, 2 workers against 1",
+        f"Vault endpoint throughput, 2 workers against 1 ({database})",
         measured=f"{rates[2]:,.0f} req/s",
         baseline=f"{rates[1]:,.0f} req/s with 1 worker",
         ratio=scaling,
