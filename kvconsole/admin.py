@@ -1,6 +1,7 @@
 """Admin plumbing: read-only inspection screens, screens that change objects only through
 the services, and a paginator that never counts a whole table."""
 
+from collections.abc import Callable
 from typing import Any, cast
 from weakref import WeakKeyDictionary
 
@@ -40,15 +41,13 @@ class ServiceAdmin(admin.ModelAdmin):
     The admin's own transaction around its views still commits when a service refuses, so
     the refusal's activity entry is kept.
 
-    Subclasses say how: `service_save` returns the saved row or raises the service's
-    ServiceError, and `service_delete` deletes one object or raises it.
+    Subclasses say how, as methods: `service_save(request, obj, form, change)` returns the
+    saved row or raises the service's ServiceError, and `service_delete(request, obj)`
+    deletes one object or raises it.
     """
 
-    def service_save(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> Model:
-        raise NotImplementedError
-
-    def service_delete(self, request: HttpRequest, obj: Any) -> None:
-        raise NotImplementedError
+    service_save: Callable[[HttpRequest, Any, Any, bool], Model]
+    service_delete: Callable[[HttpRequest, Any], None]
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         try:
