@@ -55,6 +55,7 @@ import requests
 from kvconsole import devtls
 from tests import postgres
 from tests.processes import ROOT, manage_py
+from tests.production import access_token, application_with_role
 
 VAULTS = ("load-alpha", "load-beta", "load-gamma")
 API = "api-version=2025-07-01"
@@ -198,31 +199,10 @@ def provision(made: Deployment) -> Mix:
         made.kv("key", "create", "--vault-name", vault, "--name", "rsa", "--kty", "RSA")
         made.kv("key", "create", "--vault-name", vault, "--name", "ec", "--kty", "EC")
         made.kv("key", "create", "--vault-name", vault, "--name", "aes", "--kty", "oct")
-    client_id = made.kv("ad", "app", "create", "--display-name", "load")["appId"]
-    secret = made.kv("ad", "app", "credential", "reset", "--id", client_id)["password"]
-    made.kv(
-        "role",
-        "assignment",
-        "create",
-        "--assignee",
-        client_id,
-        "--role",
-        "Key Vault Crypto User",
-        "--scope",
-        "/resourceGroups/load-rg",
+    client_id, secret = application_with_role(
+        made.environment, "load", "Key Vault Crypto User", "/resourceGroups/load-rg"
     )
-    tenant = made.environment["KVCONSOLE_TENANT_ID"]
-    token = requests.post(
-        f"https://localhost:{made.port}/{tenant}/oauth2/v2.0/token",
-        data={
-            "grant_type": "client_credentials",
-            "client_id": client_id,
-            "client_secret": secret,
-            "scope": f"https://{SUFFIX}:{made.port}/.default",
-        },
-        verify=str(made.ca_file),
-        timeout=30,
-    ).json()["access_token"]
+    token = access_token(made.environment, made.port, client_id, secret, made.ca_file)
     mix = Mix(f"Bearer {token}")
     session = requests.Session()
     session.headers["Authorization"] = mix.authorization

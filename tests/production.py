@@ -7,6 +7,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import requests
+
 from tests.processes import ROOT, manage_py
 
 # Development settings that a production environment must not inherit from the test run.
@@ -75,3 +77,39 @@ def add_person(env: dict[str, str], username: str, password: str) -> None:
         f"User.objects.create_user({username!r}, password={password!r})",
     )
     assert made.returncode == 0, made.stderr
+
+
+def application_with_role(
+    env: dict[str, str], display_name: str, role: str, scope: str
+) -> tuple[str, str]:
+    """A new application holding `role` at `scope`: its client id and client secret."""
+    created = manage(env, "kv", "ad", "app", "create", "--display-name", display_name)
+    assert created.returncode == 0, created.stderr
+    client_id = str(json.loads(created.stdout)["appId"])
+    reset = manage(env, "kv", "ad", "app", "credential", "reset", "--id", client_id)
+    assert reset.returncode == 0, reset.stderr
+    assigned = manage(
+        env,
+        *("kv", "role", "assignment", "create", "--assignee", client_id),
+        *("--role", role, "--scope", scope),
+    )
+    assert assigned.returncode == 0, assigned.stderr
+    return client_id, str(json.loads(reset.stdout)["password"])
+
+
+def access_token(env: dict[str, str], port: int, client_id: str, secret: str, ca_file: Path) -> str:
+    """A vault access token from the deployment's token service on localhost:`port`."""
+    answer = requests.post(
+        f"https://localhost:{port}/{env['KVCONSOLE_TENANT_ID']}/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client_id,
+            "client_secret": secret,
+            "scope": f"https://{env['KVCONSOLE_VAULT_HOST_SUFFIX']}:{port}/.default",
+        },
+        # Per request: requests prefers REQUESTS_CA_BUNDLE to a session's own.
+        verify=str(ca_file),
+        timeout=30,
+    )
+    answer.raise_for_status()
+    return str(answer.json()["access_token"])

@@ -49,7 +49,12 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa, utils
 from kvconsole import devtls
 from tests.benchmarks.conftest import BenchReport
 from tests.processes import ROOT, create_database, run_kv
-from tests.production import prepare, production_environment
+from tests.production import (
+    access_token,
+    application_with_role,
+    prepare,
+    production_environment,
+)
 
 CONNECTIONS = 8
 ROUNDS = 12
@@ -253,28 +258,11 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
         ("key", "create", "--vault-name", VAULT, "--name", "bench-oct", "--kty", "oct"),
     ):
         assert run_kv(environment, *command).returncode == 0, command
-    created = json.loads(
-        run_kv(environment, "ad", "app", "create", "--display-name", "bench").stdout
-    )
-    client_id = created["appId"]
-    secret = json.loads(
-        run_kv(environment, "ad", "app", "credential", "reset", "--id", client_id).stdout
-    )
-    scope = f"/resourceGroups/bench-rg/providers/Microsoft.KeyVault/vaults/{VAULT}"
-    assert (
-        run_kv(
-            environment,
-            "role",
-            "assignment",
-            "create",
-            "--assignee",
-            client_id,
-            "--role",
-            "Key Vault Crypto User",
-            "--scope",
-            scope,
-        ).returncode
-        == 0
+    client_id, secret = application_with_role(
+        environment,
+        "bench",
+        "Key Vault Crypto User",
+        f"/resourceGroups/bench-rg/providers/Microsoft.KeyVault/vaults/{VAULT}",
     )
     endpoint = Endpoint(
         f"https://127.0.0.1:{port}",
@@ -284,17 +272,7 @@ def endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Endpoint]:
         start_server(environment, 1),
     )
     try:
-        endpoint.token = requests.post(
-            f"https://localhost:{port}/{environment['KVCONSOLE_TENANT_ID']}/oauth2/v2.0/token",
-            data={
-                "grant_type": "client_credentials",
-                "client_id": client_id,
-                "client_secret": secret["password"],
-                "scope": f"https://{environment['KVCONSOLE_VAULT_HOST_SUFFIX']}:{port}/.default",
-            },
-            verify=str(tls.ca_certificate),
-            timeout=10,
-        ).json()["access_token"]
+        endpoint.token = access_token(environment, port, client_id, secret, tls.ca_certificate)
         yield endpoint
     finally:
         stop_server(endpoint.server)
