@@ -1,6 +1,7 @@
 """Production mode: what it refuses, `check --deploy` on its settings, and `kv key-files
 create`, each in a process of its own with a production environment."""
 
+import json
 import os
 import stat
 import subprocess
@@ -187,3 +188,23 @@ def test_the_server_command_has_workers_and_tls() -> None:
     plain = " ".join(granian_command({"KVCONSOLE_TRUSTED_PROXIES": "10.0.0.0/8"}))
     assert "--ssl-certificate" not in plain
     assert f"--workers {os.cpu_count()}" in plain
+
+
+def test_postgresql_binds_on_the_server_and_prepares_what_repeats(env: dict[str, str]) -> None:
+    """Server-side binding and psycopg's prepare threshold, with the options of the URL's
+    own query kept beside them, and winning."""
+    url = "postgres://kv@%2Fvar%2Frun%2Fpostgresql/kv?sslmode=require&prepare_threshold=2"
+    shown = manage(
+        {**env, "DATABASE_URL": url},
+        "shell",
+        "-v0",
+        "-c",
+        "import json; from django.conf import settings; "
+        "print(json.dumps(settings.DATABASES['default']['OPTIONS']))",
+    )
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout) == {
+        "server_side_binding": True,
+        "prepare_threshold": 2,
+        "sslmode": "require",
+    }
